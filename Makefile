@@ -1,0 +1,35 @@
+# holocam — the two set-up commands are `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test weights bench keys venv clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# torch first, exactly pinned: the CPU build; anything looser pulls the CUDA build.
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e '.[segmenter,v4l2,test,bench]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+weights: $(STAMP)
+	$(PY) -m segmenter weights
+
+run: weights
+	$(PY) -m capture_sink run --with-segmenter $(ARGS)
+
+test: weights
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: weights
+	$(PY) -m bench $(ARGS)
+
+keys: $(STAMP)
+	$(PY) -m shared.keys keys/
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

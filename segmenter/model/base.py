@@ -1,0 +1,46 @@
+"""The interface every segmentation model implements, so the worker and the sink never care which.
+
+A model announces its input geometry (`InputSpec`); the sink prepares frames with
+`shared.resize.prepare_input(frame, spec)` and the model's `segment` answers a uint8 mask
+(0..255 = person probability) of exactly the size it was given.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+# "stretch": the frame is resized to exactly width x height, aspect ignored (MediaPipe's rule).
+# "fit": the longer side is scaled to max(width, height), aspect kept; the model pads internally.
+ResizeMode = Literal["stretch", "fit"]
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    width: int
+    height: int
+    resize: ResizeMode = "stretch"
+
+
+class SegmentationModel(ABC):
+    """One person-segmentation model on the CPU."""
+
+    KEY: str  # the name users pick it by (--model KEY)
+
+    @property
+    @abstractmethod
+    def input_spec(self) -> InputSpec:
+        """The input geometry the sink must send."""
+
+    @abstractmethod
+    def segment(self, rgb: np.ndarray) -> np.ndarray:
+        """Person mask of a prepared frame.
+
+        Args:
+            rgb: uint8 array (h, w, 3), RGB, already prepared for `input_spec`.
+        Returns:
+            uint8 array (h, w): person probability x 255, same h and w as the input.
+        """
