@@ -1,0 +1,133 @@
+"""holocam capture_sink: camera in, segmenter masks over ZeroMQ, effect + background, virtual camera out.
+
+    python -m capture_sink run --with-segmenter                 # all on this machine (make run)
+    python -m capture_sink run --source /dev/video0 --output v4l2 --device /dev/video20
+    python -m capture_sink run --segmenter tcp://gpu-box:5556   # a segmenter on another machine
+    python -m capture_sink run --source demo --output mjpeg     # preview at http://127.0.0.1:8080/
+
+Every flag also reads a HOLOCAM_<FLAG> environment variable (e.g. HOLOCAM_SOURCE=demo); a flag
+given on the command line wins over the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from .config import ENCODINGS, PACING_POLICIES, ConfigError, SinkConfig, validate
+
+logger = logging.getLogger("capture_sink")
+
+
+def _env(name: str, default):
+    value = os.environ.get("HOLOCAM_" + name.upper().replace("-", "_"))
+    return default if value is None else value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = SinkConfig()
+    parser = argparse.ArgumentParser(prog="python -m capture_sink", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the sink")
+    src = run.add_argument_group("input")
+    src.add_argument("--source", default=_env("source", d.source),
+                     help="auto (first camera, else demo), demo, /dev/videoN, a camera index, a video or image file")
+    src.add_argument("--width", type=int, default=int(_env("width", d.width)))
+    src.add_argument("--height", type=int, default=int(_env("height", d.height)))
+    src.add_argument("--fps", type=float, default=float(_env("fps", d.fps)))
+    seg = run.add_argument_group("segmenters")
+    seg.add_argument("--bind", action="append", default=None,
+                     help=f"where replicas connect (repeatable; default {d.bind[0]})")
+    seg.add_argument("--segmenter", action="append", default=[], dest="segmenters",
+                     help="a replica that binds, e.g. tcp://gpu-box:5556 (repeatable)")
+    seg.add_argument("--with-segmenter", action="store_true", default=bool(_env("with_segmenter", "")),
+                     help="also start one local segmenter process (what `make run` does)")
+    seg.add_argument("--segmenter-threads", type=int, default=int(_env("segmenter_threads", d.segmenter_threads)))
+    seg.add_argument("--encoding", choices=ENCODINGS, default=_env("encoding", d.encoding),
+                     help="frame encoding on the wire (jpeg for slow links)")
+    seg.add_argument("--insecure", action="store_true", help="allow plain TCP beyond loopback (logs a warning)")
+    look = run.add_argument_group("look")
+    look.add_argument("--effect", default=_env("effect", d.effect), help="hologram or none")
+    look.add_argument("--background", default=_env("background", d.background),
+                      help="default, an image or video file, blur, green, none, or a colour (#rrggbb)")
+    look.add_argument("--preset", default=_env("preset", d.preset), help="mask refinement preset (e.g. default, seed)")
+    out = run.add_argument_group("output")
+    out.add_argument("--output", action="append", default=None, dest="outputs",
+                     help="auto, v4l2, mjpeg, file, window, null (repeatable; default auto: v4l2 if the "
+                          "device exists, and the MJPEG preview)")
+    out.add_argument("--device", default=_env("device", d.device), help="v4l2loopback device")
+    out.add_argument("--v4l2-backend", default=_env("v4l2_backend", d.v4l2_backend),
+                     help="pyvirtualcam or pyfakewebcam")
+    out.add_argument("--file", dest="file_path", default=_env("file", d.file_path), help="file output path")
+    out.add_argument("--mjpeg-host", default=_env("mjpeg_host", d.mjpeg_host))
+    out.add_argument("--mjpeg-port", type=int, default=int(_env("mjpeg_port", d.mjpeg_port)))
+    pace = run.add_argument_group("pacing")
+    pace.add_argument("--pacing", choices=PACING_POLICIES, default=_env("pacing", d.pacing),
+                      help="wait: a frame waits up to --mask-budget-ms for its own mask; latest: never waits")
+    pace.add_argument("--mask-budget-ms", type=float, default=float(_env("mask_budget_ms", d.mask_budget_ms)))
+    run.add_argument("--max-frames", type=int, default=None, help="stop after this many frames (tests)")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> SinkConfig:
+    values = {k: v for k, v in vars(args).items() if k in SinkConfig.__dataclass_fields__ and v is not None}
+    config = SinkConfig(**values)
+    return validate(config)
+
+
+def start_local_segmenter(config: SinkConfig) -> subprocess.Popen:
+    endpoint = config.bind[0].replace("*", "127.0.0.1").replace("0.0.0.0", "127.0.0.1")
+    cmd = [sys.executable, "-m", "segmenter", "serve", "--connect", endpoint,
+           "--threads", str(config.segmenter_threads)]
+    logger.info("starting a local segmenter: %s", " ".join(cmd[1:]))
+    return subprocess.Popen(cmd)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .app import SinkApp
+
+    config = config_from_args(args)
+    segmenter = start_local_segmenter(config) if config.with_segmenter else None
+    app = SinkApp(config)
+    signal.signal(signal.SIGTERM, lambda *_: app.stop())
+    try:
+        app.start()
+        app.run(max_frames=args.max_frames)
+    finally:
+        app.close()
+        if segmenter is not None:
+            segmenter.terminate()
+            try:
+                segmenter.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                segmenter.kill()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "bind", None) is None and hasattr(args, "bind"):
+        args.bind = [_env("bind", SinkConfig().bind[0])]
+    if getattr(args, "outputs", None) is None and hasattr(args, "outputs"):
+        args.outputs = _env("output", "auto").split(",")
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname).1s %(name)s: %(message)s")
+    from .errors import USER_ERRORS
+    try:
+        return run(args)
+    except USER_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""The sink's validated configuration: one dataclass, checked by named `verify_*` functions.
+
+Command-line flags (and their HOLOCAM_* environment defaults, see __main__) fill `SinkConfig`;
+the validated object is what the app's constructors receive. Nothing deeper reads os.environ.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PACING_POLICIES = ("wait", "latest")
+ENCODINGS = ("raw", "jpeg")
+DEFAULT_DEVICE = "/dev/video20"
+
+
+class ConfigError(ValueError):
+    """A bad setting; the message is one line that names the fix."""
+
+
+@dataclass
+class SinkConfig:
+    source: str = "auto"                 # auto | demo | /dev/videoN | N | video file | image file
+    width: int = 1280
+    height: int = 720
+    fps: float = 30.0
+    bind: list[str] = field(default_factory=lambda: ["tcp://127.0.0.1:5555"])
+    segmenters: list[str] = field(default_factory=list)   # replicas that bind; the sink connects
+    curve: object | None = None          # CURVE key configuration (shared.transport)
+    insecure: bool = False
+    encoding: str = "raw"
+    preset: str = "default"
+    effect: str = "hologram"
+    background: str = "default"
+    outputs: list[str] = field(default_factory=lambda: ["auto"])
+    device: str = DEFAULT_DEVICE
+    v4l2_backend: str = "pyvirtualcam"
+    file_path: str = "holocam-output.mp4"
+    mjpeg_host: str = "127.0.0.1"
+    mjpeg_port: int = 8080
+    pacing: str = "wait"
+    mask_budget_ms: float = 33.0
+    with_segmenter: bool = False
+    segmenter_threads: int = 1
+
+    def output_options(self, kind: str) -> dict:
+        if kind == "v4l2":
+            return {"device": self.device, "backend": self.v4l2_backend}
+        if kind == "file":
+            return {"path": self.file_path}
+        if kind == "mjpeg":
+            return {"host": self.mjpeg_host, "port": self.mjpeg_port}
+        return {}
+
+
+def verify_geometry(c: SinkConfig) -> None:
+    if not (16 <= c.width <= 7680 and 16 <= c.height <= 4320):
+        raise ConfigError(f"--width/--height {c.width}x{c.height} is out of range: use e.g. 1280x720")
+    if c.width % 2 or c.height % 2:
+        raise ConfigError(f"--width/--height {c.width}x{c.height} must be even (YUYV/I420 output needs it)")
+    if not (1.0 <= c.fps <= 120.0):
+        raise ConfigError(f"--fps {c.fps} is out of range: use 1 to 120")
+
+
+def verify_pacing(c: SinkConfig) -> None:
+    if c.pacing not in PACING_POLICIES:
+        raise ConfigError(f"--pacing {c.pacing!r}: choose one of {', '.join(PACING_POLICIES)}")
+    if not (0.0 <= c.mask_budget_ms <= 1000.0):
+        raise ConfigError(f"--mask-budget-ms {c.mask_budget_ms} is out of range: use 0 to 1000 (default 33)")
+
+
+def verify_transport(c: SinkConfig) -> None:
+    if c.encoding not in ENCODINGS:
+        raise ConfigError(f"--encoding {c.encoding!r}: choose one of {', '.join(ENCODINGS)}")
+    if not c.bind and not c.segmenters and not c.with_segmenter:
+        raise ConfigError("no segmenter can reach this sink: keep --bind or add --segmenter tcp://HOST:5556")
+
+
+def resolve_auto(c: SinkConfig) -> None:
+    """Turn `auto` choices into concrete ones, from what this machine has."""
+    if c.source == "auto":
+        cameras = sorted(Path("/dev").glob("video[0-9]*"), key=lambda p: int(p.name[5:]))
+        cameras = [p for p in cameras if str(p) != c.device]
+        c.source = str(cameras[0]) if cameras else "demo"
+    if "auto" in c.outputs:
+        has_loopback = os.path.exists(c.device)
+        c.outputs = [k for k in c.outputs if k != "auto"] + (["v4l2", "mjpeg"] if has_loopback else ["mjpeg"])
+        c.outputs = list(dict.fromkeys(c.outputs))
+
+
+def validate(c: SinkConfig) -> SinkConfig:
+    verify_geometry(c)
+    verify_pacing(c)
+    verify_transport(c)
+    resolve_auto(c)
+    return c
