@@ -8,21 +8,10 @@ A model announces its input geometry (`InputSpec`); the sink prepares frames wit
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
-# "stretch": the frame is resized to exactly width x height, aspect ignored (MediaPipe's rule).
-# "fit": the longer side is scaled to max(width, height), aspect kept; the model pads internally.
-ResizeMode = Literal["stretch", "fit"]
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    width: int
-    height: int
-    resize: ResizeMode = "stretch"
+from shared.geometry import InputSpec, ResizeMode  # noqa: F401  (re-exported: models announce it)
 
 
 class SegmentationModel(ABC):
