@@ -1,0 +1,90 @@
+"""The interface every output implements: write BGR frames of one fixed size, then close."""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from types import TracebackType
+from typing import ClassVar
+
+import numpy as np
+
+from capture_sink.outputs.errors import OutputError
+
+logger = logging.getLogger(__name__)
+
+
+class Output(ABC):
+    """Base class of the sink's outputs (v4l2loopback, window, file, mjpeg, null).
+
+    An output is opened for one frame size and rate; ``write`` takes BGR uint8 frames of
+    exactly that size (the sink's colour convention). Problems a user can fix raise
+    :class:`OutputError`.
+
+    Subclasses set ``KEY`` (the name ``create_output`` knows them by) and implement
+    ``write`` and ``_close``.
+    """
+
+    KEY: ClassVar[str]
+
+    def __init__(self, *, width: int, height: int, fps: float) -> None:
+        if width <= 0 or height <= 0:
+            raise OutputError(f"output size {width}x{height} is invalid: give a positive width and height")
+        if not fps > 0:
+            raise OutputError(f"output frame rate {fps} is invalid: give a positive fps")
+        self.width = int(width)
+        self.height = int(height)
+        self.fps = float(fps)
+        self.frames_written = 0
+        self._closed = False
+
+    @abstractmethod
+    def write(self, frame_bgr: np.ndarray) -> None:
+        """Write one BGR uint8 frame of shape (height, width, 3)."""
+
+    @abstractmethod
+    def _close(self) -> None:
+        """Release the output's resources (called once)."""
+
+    @property
+    def viewers(self) -> int | None:
+        """How many clients are watching right now, or None where the output cannot tell."""
+        return None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Release the output; calling it again does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        self._close()
+
+    def __enter__(self) -> Output:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _check_frame(self, frame: np.ndarray) -> None:
+        """Raise OutputError unless ``frame`` is an open output's BGR uint8 (H, W, 3) frame."""
+        if self._closed:
+            raise OutputError(f"{self.KEY} output is closed: create a new one to write again")
+        expected = (self.height, self.width, 3)
+        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.shape != expected:
+            got = (
+                f"{type(frame).__name__}"
+                if not isinstance(frame, np.ndarray)
+                else f"{frame.dtype} {frame.shape}"
+            )
+            raise OutputError(
+                f"{self.KEY} output takes BGR uint8 frames of shape {expected}, got {got}: "
+                f"resize/convert the frame, or open the output at {self.width}x{self.height}"
+            )

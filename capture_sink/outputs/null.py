@@ -1,0 +1,24 @@
+"""An output that only counts frames: for benchmarks and for running without a device."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from capture_sink.outputs.base import Output
+
+logger = logging.getLogger(__name__)
+
+
+class NullOutput(Output):
+    """Checks and counts frames, writes nothing (``frames_written`` is the count)."""
+
+    KEY = "null"
+
+    def write(self, frame_bgr: np.ndarray) -> None:
+        self._check_frame(frame_bgr)
+        self.frames_written += 1
+
+    def _close(self) -> None:
+        logger.debug("D: null output closed after %d frames", self.frames_written)

@@ -1,0 +1,174 @@
+"""Write to an output at a fixed rate, repeating the last frame when no new one arrived.
+
+Chrome (and so Meet, Teams and Zoom in the browser) drops a v4l2loopback camera whose producer
+stops writing, and with exclusive_caps=1 the device is only listed while a producer writes. So the
+virtual camera must keep its rate even when masks stall or the pipeline hiccups: this thread
+writes the newest submitted frame every 1/fps seconds, or the previous one again. Until the first
+frame arrives it writes black, so the camera appears as soon as holocam starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from types import TracebackType
+
+import numpy as np
+
+from capture_sink.outputs.base import Output
+from capture_sink.outputs.errors import OutputError
+
+logger = logging.getLogger(__name__)
+
+STOP_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True)
+class SteadyStats:
+    """Counters since start: frames written (new + repeated), submitted, replaced unwritten, late ticks."""
+
+    written: int
+    fresh: int
+    repeats: int
+    submitted: int
+    dropped: int
+    late: int
+
+
+class SteadyWriter:
+    """Writes the newest frame to ``output`` at ``fps`` from its own thread.
+
+    ``submit`` copies the frame (so the caller may reuse its buffer at once) and never waits for
+    the output. A frame submitted while an older one is still unwritten replaces it (counted in
+    ``dropped``): the camera shows the newest picture, never a queue.
+
+    Args:
+        output: an open output; SteadyWriter writes to it but does not close it.
+        fps: the rate to write at (usually the output's fps).
+        start_black: write black frames until the first submit (default True).
+
+    If the output raises, the thread logs the error and stops; the next ``submit`` or ``stop``
+    raises it.
+    """
+
+    def __init__(self, output: Output, fps: float, *, start_black: bool = True) -> None:
+        if not fps > 0:
+            raise OutputError(f"steady writer rate {fps} is invalid: give a positive fps")
+        self.output = output
+        self.fps = float(fps)
+        self.period = 1.0 / self.fps
+        self._shape = (output.height, output.width, 3)
+        self._pending = np.zeros(self._shape, np.uint8)  # newest submitted, not yet written
+        self._current = np.zeros(self._shape, np.uint8)  # what the thread writes (black at first)
+        self._has_pending = False
+        self._has_frame = start_black
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._written = self._fresh = self._submitted = self._dropped = self._late = 0
+
+    def start(self) -> SteadyWriter:
+        """Start the writing thread (once)."""
+        if self._thread is not None:
+            raise RuntimeError("SteadyWriter.start() called twice")
+        self._thread = threading.Thread(target=self._run, name=f"steady-{self.output.KEY}", daemon=True)
+        self._thread.start()
+        return self
+
+    def submit(self, frame_bgr: np.ndarray) -> None:
+        """Hand over the newest frame (copied; returns at once)."""
+        self._raise_if_failed()
+        if frame_bgr.shape != self._shape or frame_bgr.dtype != np.uint8:
+            raise OutputError(
+                f"steady writer takes BGR uint8 frames of shape {self._shape}, got {frame_bgr.dtype} "
+                f"{frame_bgr.shape}: resize the frame, or open the output at that size"
+            )
+        with self._lock:
+            np.copyto(self._pending, frame_bgr)
+            if self._has_pending:
+                self._dropped += 1
+            self._has_pending = True
+            self._submitted += 1
+
+    def stop(self) -> None:
+        """Stop the thread and wait for it; raises the output's error if it failed."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(STOP_TIMEOUT_S + self.period)
+            if self._thread.is_alive():
+                logger.warning("W: steady writer for %s did not stop within %.1f s", self.output.KEY, STOP_TIMEOUT_S)
+        self._raise_if_failed()
+
+    @property
+    def stats(self) -> SteadyStats:
+        with self._lock:
+            return SteadyStats(
+                written=self._written,
+                fresh=self._fresh,
+                repeats=self._written - self._fresh,
+                submitted=self._submitted,
+                dropped=self._dropped,
+                late=self._late,
+            )
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def __enter__(self) -> SteadyWriter:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            self.stop()
+            return
+        try:
+            self.stop()
+        except Exception:  # the error already raised in the with-block matters more
+            logger.exception("E: steady writer also failed while stopping")
+
+    def _raise_if_failed(self) -> None:
+        if self._error is None:
+            return
+        if isinstance(self._error, OutputError):
+            raise self._error
+        raise OutputError(f"the {self.output.KEY} output failed and stopped: {self._error}") from self._error
+
+    def _run(self) -> None:
+        next_tick = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                with self._lock:
+                    fresh = self._has_pending
+                    if fresh:
+                        # Swap buffers: submit() fills the other one while this one is written.
+                        self._pending, self._current = self._current, self._pending
+                        self._has_pending = False
+                        self._has_frame = True
+                    frame = self._current if self._has_frame else None
+                if frame is not None:
+                    self.output.write(frame)
+                    with self._lock:
+                        self._written += 1
+                        self._fresh += int(fresh)
+                next_tick += self.period
+                delay = next_tick - time.monotonic()
+                if delay < -self.period:
+                    # Over a whole period behind (a slow write, a suspended laptop): restart the
+                    # clock rather than burst frames to catch up.
+                    with self._lock:
+                        self._late += 1
+                    next_tick = time.monotonic()
+                elif delay > 0:
+                    self._stop.wait(delay)
+        except Exception as e:  # handed to the caller by submit()/stop()
+            self._error = e
+            logger.error("E: steady writer for %s stopped: %s", self.output.KEY, e)

@@ -1,0 +1,366 @@
+"""v4l2loopback writers against a fake device over FUSE (another process), plus the steady writer.
+
+Frames are read back from the fake's record and compared with an independent float
+implementation of BT.601 limited-range YUYV / I420 with averaged chroma.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+import skimage.data
+
+from capture_sink.outputs import OutputError, SteadyWriter, create_output
+from capture_sink.outputs.base import Output
+from capture_sink.outputs.v4l2 import V4L2Output
+from capture_sink.outputs.yuv import BgrToI420, BgrToYuyv
+
+W, H = 640, 360
+BACKEND_FORMATS = [
+    ("pyvirtualcam", "I420"),
+    ("pyvirtualcam", "YUYV"),
+    ("pyfakewebcam", "YUYV"),
+    ("fcntl", "I420"),
+    ("fcntl", "YUYV"),
+]
+
+
+# -- an independent reference: float BT.601 limited range, chroma averaged over the pixels it covers --
+
+def reference_ycbcr(bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    b, g, r = (bgr[..., i].astype(np.float64) for i in range(3))
+    y = 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255
+    cb = 128 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255
+    cr = 128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255
+    return y, cb, cr
+
+
+def reference_yuyv(bgr: np.ndarray) -> np.ndarray:
+    y, cb, cr = reference_ycbcr(bgr)
+    out = np.empty((bgr.shape[0], bgr.shape[1] * 2))
+    out[:, 0::2] = y
+    out[:, 1::4] = (cb[:, 0::2] + cb[:, 1::2]) / 2
+    out[:, 3::4] = (cr[:, 0::2] + cr[:, 1::2]) / 2
+    return out.reshape(-1)
+
+
+def reference_i420(bgr: np.ndarray) -> np.ndarray:
+    y, cb, cr = reference_ycbcr(bgr)
+
+    def quarter(c: np.ndarray) -> np.ndarray:
+        return (c[0::2, 0::2] + c[0::2, 1::2] + c[1::2, 0::2] + c[1::2, 1::2]) / 4
+
+    return np.concatenate([y.reshape(-1), quarter(cb).reshape(-1), quarter(cr).reshape(-1)])
+
+
+REFERENCE = {"YUYV": reference_yuyv, "I420": reference_i420}
+FRAME_BYTES = {"YUYV": W * H * 2, "I420": W * H * 3 // 2}
+
+
+def assert_close_to_reference(packed: bytes | np.ndarray, bgr: np.ndarray, pixel_format: str) -> None:
+    got = np.frombuffer(packed, np.uint8).astype(np.float64)
+    diff = np.abs(got - REFERENCE[pixel_format](bgr))
+    # Integer conversions round twice (average, then matrix): within 2 levels, ~0.3 on average.
+    assert diff.max() <= 2.0, f"max diff {diff.max():.2f}"
+    assert diff.mean() < 0.6, f"mean diff {diff.mean():.3f}"
+
+
+def photo(image: np.ndarray) -> np.ndarray:
+    return cv2.resize(np.ascontiguousarray(image[..., ::-1]), (W, H), interpolation=cv2.INTER_AREA)
+
+
+@pytest.fixture(scope="module")
+def test_frames() -> list[np.ndarray]:
+    """Real photos plus noise (the worst case for chroma averaging) and saturated colours."""
+    rng = np.random.default_rng(7)
+    bars = np.zeros((H, W, 3), np.uint8)
+    for i, colour in enumerate([(0, 0, 255), (0, 255, 0), (255, 0, 0), (255, 255, 255), (0, 0, 0)]):
+        bars[:, i * W // 5 : (i + 1) * W // 5] = colour
+    return [
+        photo(skimage.data.astronaut()),
+        photo(skimage.data.chelsea()),
+        rng.integers(0, 256, (H, W, 3), dtype=np.uint8),
+        bars,
+    ]
+
+
+# -- conversion, no device --------------------------------------------------------------------
+
+@pytest.mark.parametrize("converter, pixel_format", [(BgrToYuyv, "YUYV"), (BgrToI420, "I420")])
+def test_conversion_matches_bt601_limited_reference(converter, pixel_format, test_frames):
+    convert = converter(W, H).convert
+    for frame in test_frames:
+        assert_close_to_reference(convert(frame), frame, pixel_format)
+
+
+def test_conversion_uses_limited_range_levels():
+    black, white = np.zeros((H, W, 3), np.uint8), np.full((H, W, 3), 255, np.uint8)
+    i420 = BgrToI420(W, H)
+    assert set(np.unique(i420.convert(black)[:H])) == {16}
+    assert set(np.unique(i420.convert(white)[:H])) == {235}
+    assert set(np.unique(i420.convert(white)[H:])) == {128}
+
+
+# -- writers against the fake device ------------------------------------------------------------
+
+@pytest.mark.fuse
+@pytest.mark.parametrize("backend, pixel_format", BACKEND_FORMATS)
+def test_frames_read_back_match_reference(fake_v4l2, backend, pixel_format, test_frames):
+    with V4L2Output(width=W, height=H, fps=30, device=str(fake_v4l2.device), backend=backend,
+                    pixel_format=pixel_format) as out:
+        for frame in test_frames:
+            out.write(frame)
+    frames = fake_v4l2.frames(FRAME_BYTES[pixel_format])
+    assert len(frames) == len(test_frames)
+    for written, frame in zip(frames, test_frames):
+        assert_close_to_reference(written, frame, pixel_format)
+
+
+@pytest.mark.fuse
+@pytest.mark.parametrize("backend, pixel_format", BACKEND_FORMATS)
+def test_accepted_format_is_read_back(fake_v4l2, backend, pixel_format):
+    with V4L2Output(width=W, height=H, fps=25, device=str(fake_v4l2.device), backend=backend,
+                    pixel_format=pixel_format) as out:
+        accepted = out.accepted_format
+    assert (accepted.width, accepted.height) == (W, H)
+    assert accepted.describe() == f"{W}x{H} {pixel_format}"
+    assert accepted.colorspace == 8  # SRGB, forced by v4l2loopback
+    s_fmt = fake_v4l2.events("S_FMT")
+    assert s_fmt and s_fmt[-1]["request"]["pixelformat"] == {"YUYV": "YUYV", "I420": "YU12"}[pixel_format]
+    assert fake_v4l2.events("G_FMT"), "the writer must read the format back"
+    assert fake_v4l2.events("S_PARM")[-1]["timeperframe"] == [1, 25]
+
+
+@pytest.mark.fuse
+@pytest.mark.parametrize("backend, pixel_format", BACKEND_FORMATS)
+def test_format_locked_by_consumer_fails_loudly(fake_v4l2_with, backend, pixel_format):
+    fake = fake_v4l2_with("--lock-format", "1280x720:YUYV")
+    with pytest.raises(OutputError) as raised:
+        V4L2Output(width=W, height=H, fps=30, device=str(fake.device), backend=backend, pixel_format=pixel_format)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert "locked to 1280x720 YUYV" in message
+    assert f"close the apps using {fake.device} or restart them after holocam" in message
+    # The backend's own fd was closed again, and nothing was written.
+    assert fake.all_closed()
+    assert fake.record.read_bytes() == b""
+
+
+@pytest.mark.fuse
+def test_format_held_by_consumer_is_fine_when_it_matches(fake_v4l2_with, test_frames):
+    fake = fake_v4l2_with("--lock-format", f"{W}x{H}:YUYV")
+    with V4L2Output(width=W, height=H, fps=30, device=str(fake.device), backend="fcntl", pixel_format="YUYV") as out:
+        out.write(test_frames[0])
+    assert len(fake.frames(FRAME_BYTES["YUYV"])) == 1
+
+
+@pytest.mark.fuse
+def test_second_producer_is_refused_while_first_writes(fake_v4l2, test_frames):
+    with V4L2Output(width=W, height=H, fps=30, device=str(fake_v4l2.device), backend="pyvirtualcam") as first:
+        first.write(test_frames[0])
+        with pytest.raises(OutputError, match="another program is already writing to it"):
+            V4L2Output(width=W, height=H, fps=30, device=str(fake_v4l2.device), backend="fcntl")
+    # Once the first producer has gone, the device takes output again.
+    assert fake_v4l2.all_closed()
+    with V4L2Output(width=W, height=H, fps=30, device=str(fake_v4l2.device), backend="fcntl") as again:
+        again.write(test_frames[1])
+
+
+@pytest.mark.fuse
+def test_patched_pyfakewebcam_schedule_frame_works_on_numpy_2_3_plus(fake_v4l2, test_frames):
+    from capture_sink.outputs.v4l2 import _fakewebcam_class
+
+    assert not hasattr(np.ndarray, "tostring")  # why the shim exists (NumPy >= 2.3)
+    camera = _fakewebcam_class()(str(fake_v4l2.device), W, H)
+    try:
+        camera.schedule_frame(np.ascontiguousarray(test_frames[0][..., ::-1]))  # its contract: RGB
+    finally:
+        camera.close()
+    (written,) = fake_v4l2.frames(FRAME_BYTES["YUYV"])
+    assert_close_to_reference(written, test_frames[0], "YUYV")
+
+
+# -- errors a user meets ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", ["pyvirtualcam", "pyfakewebcam", "fcntl"])
+def test_missing_device_names_modprobe(tmp_path, backend):
+    device = tmp_path / "video21"
+    with pytest.raises(OutputError) as raised:
+        V4L2Output(width=W, height=H, fps=30, device=str(device), backend=backend)
+    assert str(raised.value) == (
+        f'no {device}: load v4l2loopback: sudo modprobe v4l2loopback devices=1 video_nr=21 '
+        f'card_label="holocam" exclusive_caps=1'
+    )
+
+
+def test_regular_file_is_not_a_v4l2_device(tmp_path):
+    not_a_device = tmp_path / "video20"
+    not_a_device.write_bytes(b"")
+    with pytest.raises(OutputError, match=r"is not a V4L2 device \(VIDIOC_QUERYCAP: .*v4l2-ctl --list-devices"):
+        V4L2Output(width=W, height=H, fps=30, device=str(not_a_device), backend="fcntl")
+    assert not_a_device.read_bytes() == b""
+
+
+@pytest.mark.fuse
+def test_webcam_is_not_a_loopback_device(fake_v4l2_with):
+    fake = fake_v4l2_with("--driver", "uvcvideo", "--card", "Integrated Camera")
+    with pytest.raises(OutputError) as raised:
+        V4L2Output(width=W, height=H, fps=30, device=str(fake.device), backend="pyvirtualcam")
+    message = str(raised.value)
+    assert "'Integrated Camera' (driver 'uvcvideo'), not a v4l2loopback device" in message
+    assert "sudo modprobe v4l2loopback" in message and "\n" not in message
+
+
+@pytest.mark.fuse
+def test_permission_denied_names_video_group(fake_v4l2_with):
+    fake = fake_v4l2_with("--open-error", "EACCES")
+    with pytest.raises(OutputError, match=r"permission denied opening .*video20: add your user to the video group"):
+        V4L2Output(width=W, height=H, fps=30, device=str(fake.device))
+
+
+def test_missing_backend_package_names_pip_install(monkeypatch, tmp_path):
+    # The backends import their package lazily, after the device checks; hide the package and
+    # call the backend factories directly so no device is needed.
+    from capture_sink.outputs import v4l2
+
+    monkeypatch.setitem(sys.modules, "pyvirtualcam", None)
+    with pytest.raises(OutputError, match=r"pip install pyvirtualcam==0\.15\.0 .*or choose backend"):
+        v4l2._PyVirtualCamBackend(str(tmp_path / "video20"), W, H, 30, "I420")
+    monkeypatch.setitem(sys.modules, "pyfakewebcam", None)
+    with pytest.raises(OutputError, match=r"pip install pyfakewebcam==0\.1\.0"):
+        v4l2._fakewebcam_class()
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"backend": "gstreamer"}, "unknown v4l2 backend 'gstreamer'"),
+    ({"pixel_format": "NV12"}, "unknown pixel format 'NV12'"),
+    ({"backend": "pyfakewebcam", "pixel_format": "I420"}, "writes YUYV only"),
+])
+def test_bad_options_are_refused_before_the_device_is_touched(tmp_path, options, message):
+    with pytest.raises(OutputError, match=message):
+        create_output("v4l2", width=W, height=H, fps=30, device=str(tmp_path / "video20"), **options)
+
+
+def test_odd_size_is_refused_for_i420(tmp_path):
+    with pytest.raises(OutputError, match="I420 needs an even width and height"):
+        V4L2Output(width=W, height=H + 1, fps=30, device=str(tmp_path / "video20"), backend="fcntl")
+
+
+# -- steady writer ------------------------------------------------------------------------------
+
+class RecordingOutput(Output):
+    """A real Output that keeps a copy and a time stamp of every frame, for pacing tests."""
+
+    KEY = "recording"
+
+    def __init__(self, *, width: int, height: int, fps: float, fail_after: int | None = None) -> None:
+        super().__init__(width=width, height=height, fps=fps)
+        self.frames: list[np.ndarray] = []
+        self.times: list[float] = []
+        self.fail_after = fail_after
+
+    def write(self, frame_bgr: np.ndarray) -> None:
+        self._check_frame(frame_bgr)
+        if self.fail_after is not None and len(self.frames) >= self.fail_after:
+            raise OSError(5, "Input/output error")
+        self.frames.append(frame_bgr.copy())
+        self.times.append(time.monotonic())
+
+    def _close(self) -> None:
+        pass
+
+
+def solid(value: int) -> np.ndarray:
+    return np.full((H, W, 3), value, np.uint8)
+
+
+def test_steady_writer_keeps_its_rate_and_repeats_when_input_stalls():
+    output = RecordingOutput(width=W, height=H, fps=20)
+    with SteadyWriter(output, fps=20, start_black=False) as steady:
+        steady.submit(solid(10))
+        time.sleep(0.12)
+        steady.submit(solid(20))
+        start = time.monotonic()
+        time.sleep(1.0)  # the producer stalls
+        stats = steady.stats
+    stalled = [t for t in output.times if t > start]
+    assert 15 <= len(stalled) <= 22, f"{len(stalled)} frames in 1 s at 20 fps"
+    assert all(np.array_equal(f, solid(20)) for f in output.frames[-10:])
+    assert stats.fresh == 2 and stats.repeats == stats.written - 2 >= 15
+    assert stats.submitted == 2 and stats.dropped == 0
+
+
+def test_steady_writer_writes_black_before_the_first_frame():
+    output = RecordingOutput(width=W, height=H, fps=50)
+    with SteadyWriter(output, fps=50):
+        time.sleep(0.1)
+    assert len(output.frames) >= 3
+    assert all(not f.any() for f in output.frames)
+
+
+def test_steady_writer_writes_the_newest_frame_and_counts_the_skipped():
+    output = RecordingOutput(width=W, height=H, fps=10)
+    with SteadyWriter(output, fps=10, start_black=False) as steady:
+        for value in range(1, 6):  # faster than the writer: only the newest survives
+            steady.submit(solid(value))
+        time.sleep(0.25)
+        stats = steady.stats
+    assert stats.submitted == 5
+    assert stats.fresh + stats.dropped == 5
+    assert np.array_equal(output.frames[-1], solid(5))
+
+
+def test_submit_copies_the_frame():
+    output = RecordingOutput(width=W, height=H, fps=50)
+    frame = solid(7)
+    with SteadyWriter(output, fps=50, start_black=False) as steady:
+        steady.submit(frame)
+        frame[:] = 99  # the caller reuses its buffer at once
+        time.sleep(0.1)
+    assert all(np.array_equal(f, solid(7)) for f in output.frames)
+
+
+def test_steady_writer_reports_a_failed_output():
+    output = RecordingOutput(width=W, height=H, fps=50, fail_after=2)
+    steady = SteadyWriter(output, fps=50).start()
+    deadline = time.monotonic() + 2
+    while steady.running and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not steady.running
+    with pytest.raises(OutputError, match="recording output failed and stopped: .*Input/output error"):
+        steady.submit(solid(1))
+    with pytest.raises(OutputError):
+        steady.stop()
+
+
+def test_steady_writer_stops_promptly():
+    output = RecordingOutput(width=W, height=H, fps=1)
+    steady = SteadyWriter(output, fps=1).start()
+    time.sleep(0.05)
+    started = time.monotonic()
+    steady.stop()
+    assert time.monotonic() - started < 0.5
+    assert not steady.running
+
+
+@pytest.mark.fuse
+def test_steady_writer_keeps_the_fake_device_fed_when_input_stalls(fake_v4l2, test_frames):
+    fps = 20
+    with V4L2Output(width=W, height=H, fps=fps, device=str(fake_v4l2.device), backend="fcntl",
+                    pixel_format="YUYV") as out:
+        with SteadyWriter(out, fps=fps, start_black=False) as steady:
+            steady.submit(test_frames[0])
+            time.sleep(0.1)
+            steady.submit(test_frames[1])
+            time.sleep(1.0)  # stalled producer
+    frames = fake_v4l2.frames(FRAME_BYTES["YUYV"])
+    assert 16 <= len(frames) <= 25, f"{len(frames)} frames in 1.1 s at {fps} fps"
+    assert_close_to_reference(frames[0], test_frames[0], "YUYV")
+    assert len(set(frames[-10:])) == 1, "a stalled producer repeats its last frame byte for byte"
+    assert_close_to_reference(frames[-1], test_frames[1], "YUYV")
+    assert os.path.getsize(fake_v4l2.record) == len(frames) * FRAME_BYTES["YUYV"]
