@@ -20,12 +20,12 @@ from shared.resize import prepare_input
 from .backgrounds import create_background
 from .capture import Frame, create_source
 from .composite import Compositor
-from .config import SinkConfig
+from .config import ConfigError, SinkConfig
 from .dispatch import Dispatcher
 from .effects import create_effect
 from .outputs import create_output
 from .outputs.steady import SteadyWriter
-from .refine import MaskRefiner, RefineConfig, PRESETS
+from .refine import MaskRefiner, preset
 from .stats import SinkStats
 
 logger = logging.getLogger(__name__)
@@ -34,9 +34,19 @@ STATS_LOG_INTERVAL_S = 5.0
 READ_TIMEOUT_S = 1.0
 
 
+PAUSE_MODES = ("off", "passthrough", "still")
+
+
 class SinkApp:
+    """The running sink. Live changes (`set_*`, `pause`) may come from any thread: they are queued
+    and applied by the frame loop between two frames, so no stage is ever rebuilt mid-frame."""
+
     def __init__(self, config: SinkConfig) -> None:
         self.config = config
+        self._changes: dict[str, object] = {}
+        self._changes_lock = threading.Lock()
+        self.paused = "off"
+        self.segmenting = True      # False while no application watches the virtual camera
         self.stats = SinkStats()
         self._stop = threading.Event()
         self._closers: list[Callable[[], None]] = []
@@ -62,10 +72,10 @@ class SinkApp:
 
     def init_pipeline(self) -> None:
         c = self.config
-        refine_config = PRESETS[c.preset] if c.preset else RefineConfig()
-        self.refiner = MaskRefiner(refine_config)
+        self.refiner = MaskRefiner(preset(c.preset))
         self.effect = create_effect(c.effect)
         self.background = create_background(c.background)
+        self._closers.append(self.background.close)
         self.compositor = Compositor()
 
     def init_outputs(self) -> None:
@@ -73,10 +83,10 @@ class SinkApp:
         width, height = self.source.width, self.source.height
         for kind in c.outputs:
             output = create_output(kind, width=width, height=height, fps=c.fps, **c.output_options(kind))
-            writer = SteadyWriter(output, fps=c.fps)
-            writer.start()
+            self._closers.append(output.close)
+            writer = SteadyWriter(output, fps=c.fps).start()
             self.writers.append(writer)
-            self._closers.append(writer.close)
+            self._closers.append(writer.stop)
 
     def start(self) -> None:
         try:
@@ -88,11 +98,76 @@ class SinkApp:
             self.close()
             raise
 
+    # -- live control (any thread) -----------------------------------------------------------
+    def set_effect(self, name: str) -> None:
+        """Switch the foreground effect; raises EffectError for an unknown name."""
+        effect = create_effect(name)           # built here so a bad name fails in the caller
+        self._queue_change("effect", (name, effect))
+
+    def set_background(self, spec: str) -> None:
+        """Switch the background; raises BackgroundError for a missing/unreadable file."""
+        background = create_background(spec)
+        self._queue_change("background", (spec, background))
+
+    def set_refine(self, **changes: object) -> None:
+        """Change refinement settings (threshold, blur, ...); raises RefineConfigError if out of range."""
+        config = self.refiner.config.replace(**changes)
+        self._queue_change("refine", config)
+
+    def set_preset(self, name: str) -> None:
+        self._queue_change("refine", preset(name))
+
+    def pause(self, mode: str) -> None:
+        """off: normal; passthrough: the camera picture unchanged; still: repeat the last output."""
+        if mode not in PAUSE_MODES:
+            raise ConfigError(f"pause mode {mode!r}: choose one of {', '.join(PAUSE_MODES)}")
+        self._queue_change("pause", mode)
+
+    def set_segmenting(self, active: bool) -> None:
+        """On demand: stop sending frames to segmenters while nobody watches (outputs keep writing)."""
+        self._queue_change("segmenting", bool(active))
+
+    def settings(self) -> dict:
+        return {"effect": self.config.effect, "background": self.config.background,
+                "preset": self.config.preset, "refine": self.refiner.config.as_dict(),
+                "paused": self.paused, "segmenting": self.segmenting}
+
+    def _queue_change(self, key: str, value: object) -> None:
+        with self._changes_lock:
+            self._changes[key] = value
+
+    def _apply_changes(self) -> None:
+        with self._changes_lock:
+            changes, self._changes = self._changes, {}
+        for key, value in changes.items():
+            if key == "effect":
+                self.config.effect, self.effect = value
+            elif key == "background":
+                old = self.background
+                self.config.background, self.background = value
+                old.close()
+            elif key == "refine":
+                self.refiner = MaskRefiner(value)   # buffers and kernels depend on the config
+            elif key == "pause":
+                self.paused = value
+            elif key == "segmenting":
+                self.segmenting = value
+            logger.info("live change: %s", key)
+
     # -- running --------------------------------------------------------------------------
     def process(self, frame: Frame) -> np.ndarray:
         """One frame through the whole sink; returns the BGR frame handed to the outputs."""
         c, stats, dispatcher = self.config, self.stats, self.dispatcher
-        spec = dispatcher.input_spec
+        if self._changes:
+            self._apply_changes()
+        if self.paused == "passthrough":
+            return frame.image
+        if self.paused == "still" and self.last_output is not None:
+            return self.last_output
+        spec = dispatcher.input_spec if self.segmenting else None
+        if not self.segmenting:
+            result = dispatcher.latest()
+            return frame.image if result is None else self._compose(frame, result)
         if spec is not None:
             with stats.stage("prepare"):
                 small = prepare_input(frame.image, spec, bgr=True)
@@ -107,12 +182,16 @@ class SinkApp:
             return frame.image
         stats.count("own_mask" if result.seq == frame.seq else "older_mask")
         stats.mask_age_ms = (time.monotonic() - result.capture_time) * 1000.0
+        return self._compose(frame, result)
+
+    def _compose(self, frame: Frame, result) -> np.ndarray:
+        stats = self.stats
         with stats.stage("refine"):
             alpha = self.refiner.refine(result.mask, frame.image)
         with stats.stage("effect"):
             foreground = self.effect.apply(frame.image)
         with stats.stage("background"):
-            background = self.background.render(frame.image)
+            background = self.background.render(frame.image, alpha)
         with stats.stage("composite"):
             return self.compositor.composite(foreground, background, alpha)
 
