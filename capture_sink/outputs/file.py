@@ -1,4 +1,8 @@
-"""Video file output through OpenCV's VideoWriter; the codec follows the file extension."""
+"""Video file output through OpenCV's VideoWriter; the codec follows the file extension.
+
+A name with a printf counter and an image extension (`out/frame_%05d.png`) writes a lossless
+image sequence instead (OpenCV's image-sequence writer): what tests and pixel checks want.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ logger = logging.getLogger(__name__)
 
 # Codecs that OpenCV's bundled FFmpeg writes without extra libraries.
 FOURCC_BY_EXTENSION = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
+SEQUENCE_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff")
 
 
 class FileOutput(Output):
@@ -33,11 +38,14 @@ class FileOutput(Output):
         super().__init__(width=width, height=height, fps=fps)
         self.path = Path(path)
         extension = self.path.suffix.lower()
-        if fourcc is None:
+        sequence = "%" in self.path.name and extension in SEQUENCE_EXTENSIONS
+        if sequence:
+            fourcc = "\0\0\0\0"     # fourcc 0: OpenCV's image-sequence writer, one file per frame
+        elif fourcc is None:
             if extension not in FOURCC_BY_EXTENSION:
                 raise OutputError(
                     f"cannot tell the video codec from {self.path.name!r}: "
-                    f"name the file with one of {', '.join(FOURCC_BY_EXTENSION)}"
+                    f"name the file with one of {', '.join(FOURCC_BY_EXTENSION)}, or frame_%05d.png for images"
                 )
             fourcc = FOURCC_BY_EXTENSION[extension]
         if len(fourcc) != 4:
@@ -45,8 +53,11 @@ class FileOutput(Output):
         if not self.path.parent.is_dir():
             raise OutputError(f"folder {self.path.parent} does not exist: create it or write the video elsewhere")
         self.fourcc = fourcc
-        self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*fourcc), self.fps,
-                                       (self.width, self.height))
+        if sequence:
+            self._writer = cv2.VideoWriter(str(self.path), cv2.CAP_IMAGES, 0, self.fps, (self.width, self.height))
+        else:
+            self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*fourcc), self.fps,
+                                           (self.width, self.height))
         if not self._writer.isOpened():
             self._writer.release()
             raise OutputError(
