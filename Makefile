@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test weights bench keys venv clean
+.PHONY: run test weights bench keys venv clean up up-preview down
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,21 @@ bench: weights
 
 keys: $(STAMP)
 	$(PY) -m shared.keys keys/
+
+# Containers: `make up` checks .env and the devices first, then runs docker compose.
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+
+up:
+	$(PYTHON) compose/preflight.py camera
+	$(COMPOSE) up --build $(ARGS)
+
+up-preview:
+	$(PYTHON) compose/preflight.py preview
+	$(COMPOSE) -f docker-compose.preview.yml up --build $(ARGS)
+
+down:
+	$(COMPOSE) down --remove-orphans
+	$(COMPOSE) -f docker-compose.preview.yml down --remove-orphans
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -5,8 +5,12 @@
     python -m capture_sink run --segmenter tcp://gpu-box:5556   # a segmenter on another machine
     python -m capture_sink run --source demo --output mjpeg     # preview at http://127.0.0.1:8080/
 
-Every flag also reads a HOLOCAM_<FLAG> environment variable (e.g. HOLOCAM_SOURCE=demo); a flag
-given on the command line wins over the environment.
+    python -m capture_sink doctor                               # check loopback, camera, weights, segmenters
+
+Settings come from flags > HOLOCAM_<FIELD> environment variables (e.g. HOLOCAM_SOURCE=demo) >
+the config file (--config PATH, else $XDG_CONFIG_HOME/holocam/sink.toml if present) > defaults;
+`run --print-config` prints the result (see capture_sink/settings_file.py). The web page with
+the live preview and the controls is at http://127.0.0.1:8080/ (capture_sink/web/API.md).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import subprocess
 import sys
 import time
 
-from .config import ENCODINGS, PACING_POLICIES, ConfigError, SinkConfig, validate
+from .config import ENCODINGS, PACING_POLICIES, SEGMENTING_MODES, ConfigError, SinkConfig, validate
 
 logger = logging.getLogger("capture_sink")
 
@@ -73,13 +77,47 @@ def build_parser() -> argparse.ArgumentParser:
                       help="wait: a frame waits up to --mask-budget-ms for its own mask; latest: never waits")
     pace.add_argument("--mask-budget-ms", type=float, default=float(_env("mask_budget_ms", d.mask_budget_ms)))
     run.add_argument("--max-frames", type=int, default=None, help="stop after this many frames (tests)")
+    # -- live control (issue 8) --
+    live = run.add_argument_group("web page, API and on-demand segmenting")
+    live.add_argument("--http-host", help="web page address (default 127.0.0.1; any other needs a token)")
+    live.add_argument("--http-port", type=int, help="web page port (default 8080; 0 picks a free one)")
+    live.add_argument("--http-token", help="secret every web request must carry; prefer HOLOCAM_HTTP_TOKEN "
+                                           "or the config file (flags show in `ps`)")
+    live.add_argument("--no-http", dest="http", action="store_false", default=None, help="no web page or API")
+    live.add_argument("--upload-dir", help="folder for uploaded backgrounds (default $XDG_DATA_HOME/holocam/backgrounds)")
+    live.add_argument("--segmenting", choices=SEGMENTING_MODES,
+                      help="auto: segment only while an app or the web preview watches (default); on; off")
+    _add_config_arguments(run)
+    run.add_argument("--print-config", action="store_true", help="print the effective configuration (TOML) and exit")
+    doctor = sub.add_parser("doctor", help="check v4l2loopback, permissions, camera, weights, segmenters")
+    doctor.add_argument("--source", help="camera to check (default: the configured source)")
+    doctor.add_argument("--device", help="v4l2loopback device to check")
+    doctor.add_argument("--segmenter", action="append", dest="segmenters", default=None,
+                        help="a replica that binds, to check it answers (repeatable)")
+    doctor.add_argument("--bind", action="append", default=None, help="where replicas connect to the sink")
+    doctor.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for each segmenter's hello")
+    _add_config_arguments(doctor)
+    # -- end live control --
     return parser
 
 
+def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="PATH",
+                        help="TOML config file (default $XDG_CONFIG_HOME/holocam/sink.toml if it exists)")
+
+
+def load_from_args(args: argparse.Namespace):
+    """flags > HOLOCAM_* environment > config file > defaults (capture_sink.settings_file)."""
+    from .settings_file import load_config
+
+    flags = getattr(args, "explicit", None)
+    if flags is None:   # parsed without main(): every value counts as given
+        flags = {k: v for k, v in vars(args).items() if v is not None}
+    return load_config(flags, os.environ, getattr(args, "config", None))
+
+
 def config_from_args(args: argparse.Namespace) -> SinkConfig:
-    values = {k: v for k, v in vars(args).items() if k in SinkConfig.__dataclass_fields__ and v is not None}
-    config = SinkConfig(**values)
-    return validate(config)
+    return load_from_args(args).config
 
 
 def start_local_segmenter(config: SinkConfig) -> subprocess.Popen:
@@ -93,7 +131,12 @@ def start_local_segmenter(config: SinkConfig) -> subprocess.Popen:
 def run(args: argparse.Namespace) -> int:
     from .app import SinkApp
 
-    config = config_from_args(args)
+    loaded = load_from_args(args)
+    if getattr(args, "print_config", False):
+        from .settings_file import format_config
+        sys.stdout.write(format_config(loaded))
+        return 0
+    config = loaded.config
     segmenter = start_local_segmenter(config) if config.with_segmenter else None
     app = SinkApp(config)
     signal.signal(signal.SIGTERM, lambda *_: app.stop())
@@ -120,7 +163,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname).1s %(name)s: %(message)s")
     from .errors import USER_ERRORS
+    from .settings_file import explicit_flags
+    args.explicit = explicit_flags(build_parser, argv)
     try:
+        if args.command == "doctor":
+            from .doctor import run_doctor
+            loaded = load_from_args(args)
+            return run_doctor(loaded.config, timeout_s=args.timeout,
+                              want_camera_output=loaded.sources.get("outputs") == "default")
         return run(args)
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -54,6 +54,9 @@ class SinkApp:
         self.dispatcher: Dispatcher | None = None
         self.writers: list[SteadyWriter] = []
         self.last_output: np.ndarray | None = None
+        self.web = None             # capture_sink.web.WebServer (init_web)
+        self.viewer_watch = None    # capture_sink.viewers.ViewerWatch (init_watchers)
+        self.background_watcher = None  # capture_sink.reload.BackgroundWatcher (init_watchers)
 
     # -- building -------------------------------------------------------------------------
     def init_source(self) -> None:
@@ -88,12 +91,39 @@ class SinkApp:
             self.writers.append(writer)
             self._closers.append(writer.stop)
 
+    # -- live control (issue 8) --
+    def init_web(self) -> None:
+        """The web page + JSON API (capture_sink.web); adds the preview to the outputs."""
+        if not getattr(self.config, "http", False):
+            return
+        from .web import create_web_server   # aiohttp is imported only when the page is on
+
+        self.web = create_web_server(self).start()
+        self._closers.append(self.web.stop)
+
+    def init_watchers(self) -> None:
+        """On-demand segmenting (viewers of the virtual camera or the preview) and background hot reload."""
+        from .reload import BackgroundWatcher
+        from .viewers import ViewerWatch
+
+        c = self.config
+        devices = [c.device] if "v4l2" in c.outputs else []
+        preview = self.web.preview_viewers if self.web is not None else None
+        self.viewer_watch = ViewerWatch(self, devices=devices, preview_viewers=preview,
+                                        mode=getattr(c, "segmenting", "on"), outputs=c.outputs).start()
+        self._closers.append(self.viewer_watch.stop)
+        self.background_watcher = BackgroundWatcher(self).start()
+        self._closers.append(self.background_watcher.stop)
+    # -- end live control --
+
     def start(self) -> None:
         try:
             self.init_source()
             self.init_pipeline()
             self.init_outputs()
             self.init_dispatcher()
+            self.init_web()
+            self.init_watchers()
         except BaseException:
             self.close()
             raise
@@ -115,7 +145,7 @@ class SinkApp:
         self._queue_change("refine", config)
 
     def set_preset(self, name: str) -> None:
-        self._queue_change("refine", preset(name))
+        self._queue_change("preset", (name, preset(name)))
 
     def pause(self, mode: str) -> None:
         """off: normal; passthrough: the camera picture unchanged; still: repeat the last output."""
@@ -146,6 +176,9 @@ class SinkApp:
                 old = self.background
                 self.config.background, self.background = value
                 old.close()
+            elif key == "preset":
+                self.config.preset, config = value
+                self.refiner = MaskRefiner(config)
             elif key == "refine":
                 self.refiner = MaskRefiner(value)   # buffers and kernels depend on the config
             elif key == "pause":

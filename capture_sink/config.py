@@ -6,6 +6,7 @@ the validated object is what the app's constructors receive. Nothing deeper read
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,14 @@ class SinkConfig:
     mask_budget_ms: float = 33.0
     with_segmenter: bool = False
     segmenter_threads: int = 1
+    # -- live control (issue 8: capture_sink/web, viewers.py, reload.py) --
+    http: bool = True                    # the web page + JSON API (capture_sink.web)
+    http_host: str = "127.0.0.1"         # anything but loopback needs http_token
+    http_port: int = 8080                # 0 picks a free port (logged)
+    http_token: str = ""                 # required by every request when set
+    upload_dir: str = ""                 # uploaded backgrounds; "" = $XDG_DATA_HOME/holocam/backgrounds
+    segmenting: str = "auto"             # auto: only while someone watches (on demand) | on | off
+    # -- end live control --
 
     def output_options(self, kind: str) -> dict:
         if kind == "v4l2":
@@ -77,6 +86,38 @@ def verify_transport(c: SinkConfig) -> None:
         raise ConfigError("no segmenter can reach this sink: keep --bind or add --segmenter tcp://HOST:5556")
 
 
+# -- live control (issue 8) --
+HTTP_TOKEN_MIN_CHARS = 16
+SEGMENTING_MODES = ("auto", "on", "off")
+
+
+def _is_loopback_host(host: str) -> bool:
+    if host.lower() in ("localhost", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def verify_http(c: SinkConfig) -> None:
+    if not 0 <= c.http_port <= 65535:
+        raise ConfigError(f"--http-port {c.http_port} is out of range: use 1..65535 (0 picks a free port)")
+    if c.http_token and len(c.http_token) < HTTP_TOKEN_MIN_CHARS:
+        raise ConfigError(f"--http-token is too short ({len(c.http_token)} characters): use at least "
+                          f"{HTTP_TOKEN_MIN_CHARS}, e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))'")
+    if c.http and not c.http_token and not _is_loopback_host(c.http_host):
+        raise ConfigError(f"--http-host {c.http_host} lets other machines watch the webcam: set --http-token "
+                          f"(or HOLOCAM_HTTP_TOKEN) to a secret, e.g. python -c 'import secrets; "
+                          f"print(secrets.token_urlsafe(24))', or bind 127.0.0.1")
+    if c.segmenting not in SEGMENTING_MODES:
+        raise ConfigError(f"--segmenting {c.segmenting!r}: choose one of {', '.join(SEGMENTING_MODES)}")
+    if c.http and "mjpeg" in c.outputs and c.mjpeg_port == c.http_port and c.http_port != 0:
+        raise ConfigError(f"the MJPEG preview and the web page both want port {c.http_port}: drop --output mjpeg "
+                          f"(the web page at / shows the preview) or give --mjpeg-port another port")
+# -- end live control --
+
+
 def resolve_auto(c: SinkConfig) -> None:
     """Turn `auto` choices into concrete ones, from what this machine has."""
     if c.source == "auto":
@@ -85,7 +126,10 @@ def resolve_auto(c: SinkConfig) -> None:
         c.source = str(cameras[0]) if cameras else "demo"
     if "auto" in c.outputs:
         has_loopback = os.path.exists(c.device)
-        c.outputs = [k for k in c.outputs if k != "auto"] + (["v4l2", "mjpeg"] if has_loopback else ["mjpeg"])
+        # The web page (--http, default on) shows the preview; the stdlib MJPEG output only without it.
+        others = [k for k in c.outputs if k != "auto"]
+        wanted = (["v4l2"] if has_loopback else []) + ([] if c.http else ["mjpeg"])
+        c.outputs = others + (wanted or ([] if others else ["null"]))
         c.outputs = list(dict.fromkeys(c.outputs))
 
 
@@ -94,4 +138,5 @@ def validate(c: SinkConfig) -> SinkConfig:
     verify_pacing(c)
     verify_transport(c)
     resolve_auto(c)
+    verify_http(c)
     return c

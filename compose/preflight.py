@@ -23,11 +23,12 @@ SETTINGS = {
     "HOLOCAM_PREVIEW_PORT": ("8080", "port"),
     "HOLOCAM_SEGMENTER_THREADS": ("1", "threads"),
     "HOLOCAM_SEGMENTER_PORT": ("5556", "port"),
+    "HOLOCAM_HTTP_TOKEN": ("", "token"),
 }
 NEEDED = {
     "camera": ["HOLOCAM_CAMERA", "HOLOCAM_LOOPBACK", "HOLOCAM_VIDEO_GID", "HOLOCAM_PREVIEW_PORT",
-               "HOLOCAM_SEGMENTER_THREADS"],
-    "preview": ["HOLOCAM_PREVIEW_PORT", "HOLOCAM_SEGMENTER_THREADS"],
+               "HOLOCAM_SEGMENTER_THREADS", "HOLOCAM_HTTP_TOKEN"],
+    "preview": ["HOLOCAM_PREVIEW_PORT", "HOLOCAM_SEGMENTER_THREADS", "HOLOCAM_HTTP_TOKEN"],
     "segmenter": ["HOLOCAM_SEGMENTER_THREADS", "HOLOCAM_SEGMENTER_PORT"],
 }
 
@@ -68,6 +69,11 @@ def check(name: str, value: str, kind: str) -> str | None:
         if not value.isdigit() or not 1 <= int(value) <= 65535:
             return f"{name}={value!r} must be a port number from 1 to 65535"
         return None
+    if kind == "token":
+        if len(value) < 16:
+            return (f"{name} must be set to a secret of 16+ characters in .env: "
+                    f"python3 -c \"import secrets; print(secrets.token_urlsafe(24))\"")
+        return None
     if kind == "threads":
         if not value.isdigit() or not 1 <= int(value) <= 64:
             return f"{name}={value!r} must be a whole number of threads from 1 to 64"
@@ -87,7 +93,7 @@ def main(argv: list[str]) -> int:
         return 2
     values.update({k: v for k, v in os.environ.items() if k in SETTINGS})  # the shell wins, as in compose
     unknown = [k for k in values if k.startswith("HOLOCAM_") and k not in SETTINGS
-               and k != "HOLOCAM_TORCH_INDEX_URL" and k != "HOLOCAM_SOURCE" and k != "HOLOCAM_KEYS"]
+               and k not in ("HOLOCAM_TORCH_INDEX_URL", "HOLOCAM_SOURCE", "HOLOCAM_KEYS", "HOLOCAM_UID")]
     problems = [f".env: unknown setting {k}: see .env.example for the names" for k in unknown]
     for name in NEEDED[variant]:
         default, kind = SETTINGS[name]

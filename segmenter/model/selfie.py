@@ -12,8 +12,16 @@ Details that matter for parity with TFLite (tests/segmenter/test_selfie_parity.p
 
 Speed (bench/bench_model.py): the fast path is the whole uint8 -> probability pipeline traced and
 frozen, channels-last from the input permute on; 1x1 convs run as `linear` on the NHWC view, the
-transposed conv as two GEMMs, asymmetric padding as a zero kernel tap instead of F.pad, and glibc
-keeps freed activation buffers (keep_frame_buffers_in_heap).
+transposed conv as one GEMM, asymmetric padding as a zero kernel tap instead of F.pad, and glibc
+keeps freed activation buffers (keep_frame_buffers_in_heap). On top, the fast path fuses the graph
+(`SelfieNet(fuse=True)`, see `_fuse`): activations run in place on a conv's fresh output, a
+squeeze-excite gate is folded into the next 1x1 conv's weights (or MUL+ADD becomes one addcmul),
+rgb/255 and the trailing SAME padding move into the first conv and `prepare`, and the final
+transposed conv + sigmoid is one weights @ pixels^T product. Measured against LiteRT in one run
+(general model, 1 thread): unfused 1.40x -> fused 1.16x. Tried and dropped: oneDNN conv post-op
+fusion (torch.ops.mkldnn._convolution_pointwise cannot be traced: its empty Scalar?[] argument),
+torch.compile with inductor freezing + cpp_wrapper (1.36x, 37 s compile; max-autotune 1.23x,
+115 s compile), pixels @ W^T for narrow outputs (4x slower than W @ pixels^T at 4 columns).
 
 Weights: MediaPipe selfie segmentation, Apache-2.0 (fetched by `segmenter.weights`).
 """
@@ -123,14 +131,18 @@ class _Pointwise(nn.Module):
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None,
-                 activation: Callable[[torch.Tensor], torch.Tensor] | None) -> None:
+                 activation: Callable[[torch.Tensor], torch.Tensor] | None, on_vector: bool = False) -> None:
         super().__init__()
+        self.on_vector = on_vector   # the input is one pixel (graph shape known when building)
         self.weight = nn.Parameter(weight, requires_grad=False)   # (out, in)
         self.bias = nn.Parameter(bias, requires_grad=False) if bias is not None else None
         self.activation = activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.linear(x.permute(0, 2, 3, 1), self.weight, self.bias).permute(0, 3, 1, 2)
+        if self.on_vector:   # squeeze-excite (1x1 pixel): a plain 2-D product, no 4-D views around it
+            x = F.linear(x.reshape(x.shape[0], -1), self.weight, self.bias).reshape(x.shape[0], -1, 1, 1)
+        else:
+            x = F.linear(x.permute(0, 2, 3, 1), self.weight, self.bias).permute(0, 3, 1, 2)
         return self.activation(x) if self.activation is not None else x
 
 
@@ -205,6 +217,77 @@ class _Resize(nn.Module):
         return F.interpolate(x, size=self.size, mode="bilinear", align_corners=self.align_corners)
 
 
+# Activations a conv's fresh output can take in place (no second activation map).
+_IN_PLACE_ACTIVATIONS = ("RELU", "HARD_SWISH")
+
+
+class _GatedPointwise(nn.Module):
+    """MUL(x, gate) [-> RESIZE_BILINEAR] -> 1x1 CONV_2D with the per-channel gate folded into the weights.
+
+    A squeeze-excite gate scales whole channels, and both the bilinear resize and the 1x1 conv are
+    linear per channel, so conv(resize(x * g)) == linear(resize(x), W * g): scaling the (out, in)
+    weight costs out*in multiplies instead of H*W*in.
+    """
+
+    def __init__(self, pointwise: _Pointwise, resize: "_Resize | None") -> None:
+        super().__init__()
+        self.pointwise = pointwise
+        self.resize = resize
+
+    def forward(self, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+        if self.resize is not None:
+            x = self.resize(x)
+        weight = self.pointwise.weight * gate.reshape(1, -1)
+        y = F.linear(x.permute(0, 2, 3, 1), weight, self.pointwise.bias).permute(0, 3, 1, 2)
+        return self.pointwise.activation(y) if self.pointwise.activation is not None else y
+
+
+class _GatedAdd(nn.Module):
+    """MUL(x, gate) -> ADD(that, y) as one addcmul: y + x * gate."""
+
+    def forward(self, x: torch.Tensor, gate: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(y, x, gate)
+
+
+class _InPlace(nn.Module):
+    """RELU / HARD_SWISH on a tensor nothing else reads: overwrite it instead of allocating."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.fn = F.relu_ if kind == "RELU" else F.hardswish
+        self.kind = kind
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu_(x) if self.kind == "RELU" else F.hardswish(x, inplace=True)
+
+
+class _TransposeConvSigmoid(nn.Module):
+    """Convolution2DTransposeBias (kernel == stride) -> LOGISTIC as one GEMM for all taps.
+
+    The product is taken as weights @ pixels^T: an output only s*s*o (= 4) wide is a slow GEMM
+    shape (measured 229 us for pixels @ weights^T at 128x128x16 -> 4), while the transposed
+    problem, 16384 wide, takes 57 us. One permute copy then interleaves the planar taps
+    (ky, kx) into output rows and columns.
+    """
+
+    def __init__(self, weight: np.ndarray, bias: np.ndarray, stride: int) -> None:
+        super().__init__()
+        out_channels, kh, kw, in_channels = weight.shape          # OHWI, kh == kw == stride
+        taps = weight.transpose(1, 2, 0, 3).reshape(kh * kw * out_channels, in_channels)  # [(ky, kx, o)]
+        self.weight = nn.Parameter(torch.from_numpy(np.ascontiguousarray(taps)), requires_grad=False)
+        self.bias = nn.Parameter(torch.from_numpy(np.tile(bias, kh * kw)[:, None].copy()), requires_grad=False)
+        self.stride = stride
+        self.out_channels = out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        s, o = self.stride, self.out_channels
+        pixels = x.permute(0, 2, 3, 1).reshape(n * h * w, c)               # a view when channels-last
+        taps = torch.sigmoid_(torch.addmm(self.bias, self.weight, pixels.t()))   # (s*s*o, n*h*w)
+        out = taps.reshape(s, s, o, n, h, w).permute(3, 2, 4, 0, 5, 1)     # n, o, y, ky, x, kx
+        return out.reshape(n, o, h * s, w * s)
+
+
 def _nchw(array: np.ndarray) -> torch.Tensor:
     """A constant operand in TFLite's NHWC layout, as an NCHW tensor."""
     tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
@@ -215,13 +298,86 @@ def _nchw(array: np.ndarray) -> torch.Tensor:
     raise ModelError(f"constant operand of shape {tuple(array.shape)} is not supported")
 
 
+def _readers(graph: TFLiteGraph) -> dict[int, list[int]]:
+    """Tensor index -> positions (in graph.ops) of the ops reading it; -1 for the graph output."""
+    readers: dict[int, list[int]] = {}
+    for pos, op in enumerate(graph.ops):
+        for t in set(op.inputs):
+            readers.setdefault(t, []).append(pos)
+    for t in graph.outputs:
+        readers.setdefault(t, []).append(-1)
+    return readers
+
+
+def _fuse(net: "SelfieNet", graph: TFLiteGraph, pos: int,
+          readers: dict[int, list[int]]) -> tuple[nn.Module, list[int], int, list[int]] | None:
+    """One fused step starting at graph.ops[pos], or None to build the op alone.
+
+    Returns (step, input tensors, output tensor, positions of the later ops it absorbed). An op is
+    absorbed only when it is the single reader of the tensor before it, so no other op needs the
+    intermediate tensor the fused step never materialises.
+    """
+    op = graph.ops[pos]
+
+    def only_reader(tensor: int) -> int | None:
+        positions = readers.get(tensor, [])
+        return positions[0] if len(positions) == 1 and positions[0] > pos else None
+
+    def computed_before(tensor: int) -> bool:
+        return tensor in graph.inputs or any(tensor in e.outputs for e in graph.ops[:pos])
+
+    nxt = only_reader(op.outputs[0])
+    after = graph.ops[nxt] if nxt is not None else None
+    if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D") and op.options["activation"] == "NONE" \
+            and after is not None and after.kind in _IN_PLACE_ACTIVATIONS:
+        step = net._conv(graph, op)
+        step.activation = _InPlace(after.kind)   # the conv's output is fresh: overwrite it
+        return step, [op.inputs[0]], after.outputs[0], [nxt]
+    if op.kind in _IN_PLACE_ACTIVATIONS and op.inputs[0] not in graph.inputs and readers.get(op.inputs[0]) == [pos]:
+        return _InPlace(op.kind), [op.inputs[0]], op.outputs[0], []
+    if op.kind == TRANSPOSE_CONV_BIAS and after is not None and after.kind == "LOGISTIC":
+        plain = net._transpose_conv(graph, op)   # validates the op
+        weight, bias = graph.constant(op.inputs[1]), graph.constant(op.inputs[2])
+        return _TransposeConvSigmoid(weight, bias, plain.stride), [op.inputs[0]], after.outputs[0], [nxt]
+    if op.kind == "MUL" and op.options["activation"] == "NONE" and after is not None:
+        a, b = op.inputs[:2]
+        shape_a, shape_b = graph.tensors[a].shape, graph.tensors[b].shape
+        if graph.tensors[a].is_constant or graph.tensors[b].is_constant or len(shape_a) != 4:
+            return None
+        if tuple(shape_b[1:3]) == (1, 1) and tuple(shape_a[1:3]) != (1, 1):
+            x, gate = a, b
+        elif tuple(shape_a[1:3]) == (1, 1) and tuple(shape_b[1:3]) != (1, 1):
+            x, gate = b, a
+        else:
+            return None
+        resize, conv_pos = None, nxt
+        if after.kind == "RESIZE_BILINEAR":
+            conv_pos = only_reader(after.outputs[0])
+            if conv_pos is None:
+                return None
+            resize, _ = net._build(graph, after)
+        conv_op = graph.ops[conv_pos]
+        if conv_op.kind == "CONV_2D":
+            step = net._conv(graph, conv_op)
+            if isinstance(step, _Pointwise):
+                return (_GatedPointwise(step, resize), [x, gate], conv_op.outputs[0],
+                        [nxt] + ([conv_pos] if resize is not None else []))
+            return None
+        if after.kind == "ADD" and after.options["activation"] == "NONE":
+            other = after.inputs[1] if after.inputs[0] == op.outputs[0] else after.inputs[0]
+            if other != op.outputs[0] and not graph.tensors[other].is_constant and computed_before(other) \
+                    and tuple(graph.tensors[other].shape) == tuple(graph.tensors[after.outputs[0]].shape):
+                return _GatedAdd(), [x, gate, other], after.outputs[0], [nxt]
+    return None
+
+
 class SelfieNet(nn.Module):
     """A TFLite graph (as read by `read_tflite`) rebuilt from torch ops.
 
     Input: float32 (1, 3, H, W) RGB in [0, 1]. Output: float32 (1, 1, H, W) person probability.
     """
 
-    def __init__(self, graph: TFLiteGraph) -> None:
+    def __init__(self, graph: TFLiteGraph, fuse: bool = False) -> None:
         super().__init__()
         if len(graph.inputs) != 1 or len(graph.outputs) != 1:
             raise ModelError(f"{graph.source}: expected one input and one output, got "
@@ -237,13 +393,31 @@ class SelfieNet(nn.Module):
         self.steps = nn.ModuleList()
         self.step_inputs: list[list[int]] = []
         self.step_outputs: list[int] = []
+        self.step_ops: list[OpInfo] = []
         for op in graph.ops:
-            step, inputs = self._build(graph, op)
             if len(op.outputs) != 1:
                 raise ModelError(f"{graph.source}: op {op.kind} #{op.index} has {len(op.outputs)} outputs")
+        absorbed: set[int] = set()
+        readers = _readers(graph)
+        for pos, op in enumerate(graph.ops):
+            if pos in absorbed:
+                continue
+            fused = _fuse(self, graph, pos, readers) if fuse else None
+            if fused is not None:
+                step, inputs, out, taken = fused
+                absorbed.update(taken)
+            else:
+                (step, inputs), out = self._build(graph, op), op.outputs[0]
             self.steps.append(step)
             self.step_inputs.append(inputs)
-            self.step_outputs.append(op.outputs[0])
+            self.step_outputs.append(out)
+            self.step_ops.append(op)
+        # How `prepare` turns uint8 RGB into the network's input: MediaPipe's x / 255, unless the
+        # first conv absorbed the scale and wants its trailing SAME padding already in place.
+        self.input_divisor: float | None = 255.0
+        self.input_pad = (0, 0)   # zero rows after the bottom, columns after the right
+        if fuse:
+            self._fold_input_conv(graph, readers)
         self._check_dataflow(graph)
         self._check_shapes(graph)
         # Tensors whose last reader is step i, freed after it so eager runs keep memory low.
@@ -256,9 +430,47 @@ class SelfieNet(nn.Module):
             if t != self.output_index:
                 self.release_after[i].append(t)
 
+    def _fold_input_conv(self, graph: TFLiteGraph, readers: dict[int, list[int]]) -> None:
+        """Fold rgb/255 into the first conv's weights and take its padding from `prepare`.
+
+        TF SAME pads a stride-2 conv on an even size only after the last row and column; padding
+        the small uint8 frame there (in `prepare`) lets the conv run with its own 3x3 kernel and no
+        padding, measured 447 -> 294 us (divide, 4x4 zero-tap kernel) for the general model.
+        """
+        op, step = self.step_ops[0], self.steps[0]
+        if op.kind != "CONV_2D" or readers.get(self.input_index) != [0] or not isinstance(step, _Conv) \
+                or op.options["dilation"] != (1, 1) or step.pad is not None:
+            return
+        weight = torch.from_numpy(graph.constant(op.inputs[1]).transpose(0, 3, 1, 2).copy()) / 255.0
+        _, kh, kw, _ = graph.constant(op.inputs[1]).shape
+        stride = op.options["stride"]
+        if op.options["padding"] == "SAME":
+            top, bottom = _same_padding(self.height, kh, stride[0], 1)
+            left, right = _same_padding(self.width, kw, stride[1], 1)
+        else:
+            top = bottom = left = right = 0
+        if top or left:
+            return
+        conv = nn.Conv2d(weight.shape[1], weight.shape[0], (kh, kw), stride=stride, bias=step.conv.bias is not None)
+        with torch.no_grad():
+            conv.weight.copy_(weight)
+            if step.conv.bias is not None:
+                conv.bias.copy_(step.conv.bias)
+        self.steps[0] = _Conv(conv, None, step.activation)
+        self.input_divisor, self.input_pad = None, (bottom, right)
+
+    def prepare(self, rgb: torch.Tensor) -> torch.Tensor:
+        """uint8 (1, H, W, 3) RGB -> this network's input (float, NCHW view of channels-last memory)."""
+        if self.input_pad != (0, 0):
+            rgb = F.pad(rgb, (0, 0, 0, self.input_pad[1], 0, self.input_pad[0]))
+        # permute of an NHWC tensor is a channels_last NCHW view: no copy, and the convs run
+        # channels-last from the first layer on. x/255 as in MediaPipe (and the parity tests).
+        x = rgb.permute(0, 3, 1, 2).float()
+        return x / self.input_divisor if self.input_divisor is not None else x
+
     def _check_dataflow(self, graph: TFLiteGraph) -> None:
         ready = {self.input_index}
-        for op, inputs, out in zip(graph.ops, self.step_inputs, self.step_outputs):
+        for op, inputs, out in zip(self.step_ops, self.step_inputs, self.step_outputs):
             missing = [t for t in inputs if t not in ready]
             if missing:
                 raise ModelError(f"{graph.source}: op {op.kind} #{op.index} reads tensor {missing[0]} "
@@ -269,9 +481,9 @@ class SelfieNet(nn.Module):
 
     def _check_shapes(self, graph: TFLiteGraph) -> None:
         """Run zeros through every step once: each output must have the graph's (NHWC) shape."""
-        values: dict[int, torch.Tensor] = {self.input_index: torch.zeros(1, 3, self.height, self.width)}
+        values = {self.input_index: self.prepare(torch.zeros((1, self.height, self.width, 3), dtype=torch.uint8))}
         with torch.inference_mode():
-            for step, op, inputs, out in zip(self.steps, graph.ops, self.step_inputs, self.step_outputs):
+            for step, op, inputs, out in zip(self.steps, self.step_ops, self.step_inputs, self.step_outputs):
                 values[out] = step(*[values[t] for t in inputs])
                 n, c, h, w = values[out].shape
                 expected = graph.tensors[out].shape
@@ -360,7 +572,8 @@ class SelfieNet(nn.Module):
         activation = _activation(opts["activation"], graph.source)
         if (kh, kw) == (1, 1) and stride == (1, 1) and groups == 1 and not (top or bottom or left or right):
             return _Pointwise(torch.from_numpy(np.ascontiguousarray(torch_weight[:, :, 0, 0])),
-                              torch.from_numpy(bias) if bias is not None else None, activation)
+                              torch.from_numpy(bias) if bias is not None else None, activation,
+                              on_vector=(in_h, in_w) == (1, 1))
         # TF puts the odd extra padding after. Instead of copying the input through F.pad (slow on
         # channels-last), prepend a zero tap to the kernel on that axis and pad symmetrically by
         # the larger amount: windows shift back by one pixel whose weight is zero, so they cover
@@ -417,10 +630,7 @@ class ProbabilityPipeline(nn.Module):
         self.net = net
 
     def forward(self, rgb: torch.Tensor) -> torch.Tensor:
-        # permute of an NHWC tensor is a channels_last NCHW view: no copy, and the convs run
-        # channels-last from the first layer on. x/255 as in MediaPipe (and the parity tests).
-        x = rgb.permute(0, 3, 1, 2).float() / 255.0
-        return self.net(x)[0, 0]
+        return self.net(self.net.prepare(rgb))[0, 0]
 
 
 def _trace_fast(pipeline: ProbabilityPipeline, example: torch.Tensor) -> torch.jit.ScriptModule:
@@ -505,7 +715,7 @@ def load_selfie(name: str, weights: str | os.PathLike | None = None,
         weights = weights_path(name, cache_dir)  # verified; raises WeightsError naming `make weights`
     keep_frame_buffers_in_heap()
     graph = read_tflite(weights)
-    net = SelfieNet(graph)
+    net = SelfieNet(graph, fuse=fast)
     expected = SELFIE_SPECS[name]
     if (net.width, net.height) != (expected.width, expected.height):
         raise ModelError(f"{Path(weights)} takes {net.width}x{net.height} input but {name} is "

@@ -17,13 +17,15 @@ import pytest
 import skimage.data
 
 from segmenter.model import ModelError, create_model
-from segmenter.model.selfie import SELFIE_SPECS, SelfieSegmentation, load_selfie
+from segmenter.model.selfie import SELFIE_SPECS, SelfieNet, SelfieSegmentation, load_selfie
 from segmenter.model.tflite_graph import TRANSPOSE_CONV_BIAS, read_tflite
 from segmenter.weights import weights_path
 from shared.resize import prepare_input
 
 MODELS = ("selfie", "selfie-landscape")
-PATHS = ("fast", "eager")
+# fast: fused + traced (what load_selfie serves); eager: the plain op-by-op reference (fast=False);
+# fused_eager: the fused graph run untraced, so a fusion bug cannot hide behind the tracer.
+PATHS = ("fast", "eager", "fused_eager")
 MAX_PROB_DIFF = 1e-3
 MIN_IOU = 0.999
 # Scenes without a subject: measured 0.000 person fraction for both models (people photos: 31-58%).
@@ -53,7 +55,11 @@ def _three_channels(image: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def models() -> dict[tuple[str, str], SelfieSegmentation]:
-    return {(name, path): load_selfie(name, fast=path == "fast") for name in MODELS for path in PATHS}
+    built = {(name, path): load_selfie(name, fast=path == "fast") for name in MODELS for path in ("fast", "eager")}
+    for name in MODELS:
+        built[name, "fused_eager"] = SelfieSegmentation(SelfieNet(read_tflite(weights_path(name)), fuse=True),
+                                                        name, fast=False)
+    return built
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +146,17 @@ def test_fast_and_eager_paths_agree(models, name):
     rgb = prepare_input(PEOPLE["camera"](), SELFIE_SPECS[name], bgr=False)
     diff = np.abs(models[name, "fast"].probabilities(rgb) - models[name, "eager"].probabilities(rgb))
     assert diff.max() <= 1e-4
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_fusion_merges_ops_into_fewer_steps(name):
+    graph = read_tflite(weights_path(name))
+    plain, fused = SelfieNet(graph, fuse=False), SelfieNet(graph, fuse=True)
+    assert len(plain.steps) == len(graph.ops)
+    assert len(fused.steps) < 0.8 * len(graph.ops)
+    # The first conv absorbed rgb/255 and takes TF's trailing SAME padding from `prepare`.
+    assert plain.input_divisor == 255.0 and fused.input_divisor is None and fused.input_pad == (1, 1)
+    assert fused.step_outputs[-1] == plain.step_outputs[-1] == graph.outputs[0]
 
 
 @pytest.mark.parametrize("name", MODELS)
