@@ -56,7 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--segmenter-threads", type=int, default=int(_env("segmenter_threads", d.segmenter_threads)))
     seg.add_argument("--encoding", choices=ENCODINGS, default=_env("encoding", d.encoding),
                      help="frame encoding on the wire (jpeg for slow links)")
-    seg.add_argument("--insecure", action="store_true", help="allow plain TCP beyond loopback (logs a warning)")
+    seg.add_argument("--insecure", action="store_true", default=None,
+                     help="allow plain TCP beyond loopback (logs a warning)")
+    seg.add_argument("--curve-dir", help="CurveZMQ keys from `make keys` (sink.key_secret + authorized/): "
+                                         "encrypts frames and admits only listed segmenters")
     look = run.add_argument_group("look")
     look.add_argument("--effect", default=_env("effect", d.effect), help="hologram or none")
     look.add_argument("--background", default=_env("background", d.background),
@@ -76,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     pace.add_argument("--pacing", choices=PACING_POLICIES, default=_env("pacing", d.pacing),
                       help="wait: a frame waits up to --mask-budget-ms for its own mask; latest: never waits")
     pace.add_argument("--mask-budget-ms", type=float, default=float(_env("mask_budget_ms", d.mask_budget_ms)))
+    run.add_argument("--health-file", help="file the frame loop touches every second (container healthcheck)")
     run.add_argument("--max-frames", type=int, default=None, help="stop after this many frames (tests)")
     # -- live control (issue 8) --
     live = run.add_argument_group("web page, API and on-demand segmenting")
@@ -124,6 +128,8 @@ def start_local_segmenter(config: SinkConfig) -> subprocess.Popen:
     endpoint = config.bind[0].replace("*", "127.0.0.1").replace("0.0.0.0", "127.0.0.1")
     cmd = [sys.executable, "-m", "segmenter", "serve", "--connect", endpoint,
            "--threads", str(config.segmenter_threads)]
+    if config.curve_dir:
+        cmd += ["--curve-dir", config.curve_dir]
     logger.info("starting a local segmenter: %s", " ".join(cmd[1:]))
     return subprocess.Popen(cmd)
 

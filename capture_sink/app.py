@@ -15,7 +15,9 @@ from typing import Callable
 
 import numpy as np
 
+from shared.health import LivenessFile
 from shared.resize import prepare_input
+from shared.transport import sink_keys
 
 from .backgrounds import create_background
 from .capture import Frame, create_source
@@ -68,8 +70,9 @@ class SinkApp:
 
     def init_dispatcher(self) -> None:
         c = self.config
-        self.dispatcher = Dispatcher(bind=c.bind, connect=c.segmenters, curve=c.curve,
-                                     insecure=c.insecure, encoding=c.encoding)
+        curve = sink_keys(c.curve_dir) if c.curve_dir else None
+        self.dispatcher = Dispatcher(bind=c.bind, connect=c.segmenters, curve=curve, insecure=c.insecure,
+                                     compose_network=c.compose_network, encoding=c.encoding)
         self.dispatcher.start()
         self._closers.append(self.dispatcher.close)
 
@@ -231,7 +234,9 @@ class SinkApp:
     def run(self, max_frames: int | None = None) -> None:
         next_log = time.monotonic() + STATS_LOG_INTERVAL_S
         frames = 0
+        heartbeat = LivenessFile(self.config.health_file)
         while not self._stop.is_set():
+            heartbeat.beat()
             frame = self.source.read(READ_TIMEOUT_S)
             if frame is None:
                 continue

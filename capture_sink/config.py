@@ -28,8 +28,9 @@ class SinkConfig:
     fps: float = 30.0
     bind: list[str] = field(default_factory=lambda: ["tcp://127.0.0.1:5555"])
     segmenters: list[str] = field(default_factory=list)   # replicas that bind; the sink connects
-    curve: object | None = None          # CURVE key configuration (shared.transport)
+    curve_dir: str | None = None         # CurveZMQ keys (make keys): sink pair + authorized/ allow-list
     insecure: bool = False
+    compose_network: bool = False        # set by the compose files: plain TCP on the private network
     encoding: str = "raw"
     preset: str = "default"
     effect: str = "hologram"
@@ -43,6 +44,7 @@ class SinkConfig:
     pacing: str = "wait"
     mask_budget_ms: float = 33.0
     with_segmenter: bool = False
+    health_file: str | None = None       # touched by the frame loop; the container HEALTHCHECK reads it
     segmenter_threads: int = 1
     # -- live control (issue 8: capture_sink/web, viewers.py, reload.py) --
     http: bool = True                    # the web page + JSON API (capture_sink.web)

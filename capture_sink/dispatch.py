@@ -30,7 +30,7 @@ from typing import Callable, Iterator
 import numpy as np
 import zmq
 
-from segmenter.model.base import InputSpec
+from shared.geometry import InputSpec
 from shared import protocol
 from shared.protocol import (ERR_BAD_REQUEST, ERR_BUSY, ERR_DRAINING, ERR_REFUSED, ERR_UNKNOWN_REPLICA,
                              MAX_TEXT, Error, Goodbye, Heartbeat, Hello, MaskReply, ProtocolError)

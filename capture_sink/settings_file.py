@@ -20,8 +20,8 @@ The file is flat TOML whose keys are `SinkConfig`'s field names (`python -m capt
 
 Unknown keys and wrongly typed values are rejected with one line naming the valid keys or the
 expected type. Most variables are named after their field; three keep their flag's name:
-HOLOCAM_FILE (file_path), HOLOCAM_OUTPUT (outputs), HOLOCAM_SEGMENTER (segmenters). Fields that
-are not plain values (`curve`, built from key files) are not read from the environment or the file.
+HOLOCAM_FILE (file_path), HOLOCAM_OUTPUT (outputs), HOLOCAM_SEGMENTER (segmenters). `compose_network` is
+HOLOCAM_COMPOSE_NETWORK, which the compose files set.
 """
 
 from __future__ import annotations

@@ -37,6 +37,7 @@ import zmq
 from shared import protocol
 from shared.protocol import (ERR_BAD_REQUEST, ERR_BUSY, ERR_DRAINING, ERR_REFUSED, ERR_UNKNOWN_REPLICA,
                              MAX_TEXT, Error, Goodbye, Heartbeat, Hello, ProtocolError, SegmentRequest)
+from shared.health import LivenessFile
 from shared.transport import (DEFAULT_REPLICA_KEY_NAME, GOODBYE_LINGER_MS, HEARTBEAT_INTERVAL_S,
                               HEARTBEAT_LIVENESS, CurveKeys, RateLimitedLog, ReplicaSocket, TransportError,
                               check_plain_text, compose_network_from_env, parse_endpoint, replica_keys)
@@ -101,7 +102,7 @@ class Worker:
                  capacity: int = DEFAULT_CAPACITY, curve: CurveKeys | None = None, insecure: bool = False,
                  compose_network: bool = False, replica_id: str | None = None,
                  heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S, heartbeat_liveness: int = HEARTBEAT_LIVENESS,
-                 test_delay_ms: float = 0.0) -> None:
+                 test_delay_ms: float = 0.0, health_file: str | None = None) -> None:
         if not 1 <= capacity <= MAX_CAPACITY:
             raise TransportError(f"--capacity {capacity} is out of range: use 1..{MAX_CAPACITY} "
                                  f"(default {DEFAULT_CAPACITY})")
@@ -116,6 +117,7 @@ class Worker:
         self.insecure = insecure
         self.compose_network = compose_network
         self.replica_id = (replica_id or f"{socket.gethostname()}-{os.getpid()}")[:64]
+        self._health = LivenessFile(health_file)   # container HEALTHCHECK: the loop is alive
         self.heartbeat_interval_s = heartbeat_interval_s
         self.heartbeat_liveness = heartbeat_liveness
         self.test_delay_s = max(0.0, test_delay_ms) / 1000.0
@@ -208,6 +210,7 @@ class Worker:
                         "CurveZMQ" if self.curve else "plain text")
             while True:
                 now = time.monotonic()
+                self._health.beat()
                 if stop.is_set() and not self._draining:
                     drain_deadline = now + DRAIN_TIMEOUT_S
                     self._start_draining()
@@ -472,6 +475,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mod.add_argument("--weights", default=None, help="weights file (required for icnet-resnet18)")
     mod.add_argument("--cache-dir", default=None, help="weights cache (default $HOLOCAM_CACHE_DIR or ~/.cache/holocam)")
     mod.add_argument("--threads", type=int, default=1, help="torch threads (default 1: scale with replicas)")
+    parser.add_argument("--health-file", default=None,
+                        help="file the serving loop touches every second (container healthcheck)")
     parser.add_argument("--test-delay-ms", type=float, default=0.0,
                         help="testing only: hold every reply back this long (simulates a slow link)")
 
@@ -504,7 +509,8 @@ def run(args: argparse.Namespace) -> int:
         model.segment(np.zeros((spec.height, spec.width, 3), np.uint8))   # warm-up: first call is slow
         worker = Worker(model, connect=connect, bind=bind, capacity=args.capacity, curve=curve,
                         insecure=args.insecure, compose_network=args.compose_network,
-                        replica_id=args.replica_id, test_delay_ms=args.test_delay_ms)
+                        replica_id=args.replica_id, test_delay_ms=args.test_delay_ms,
+                        health_file=args.health_file)
     except (TransportError, WeightsError, ModelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,6 +1,6 @@
 """Liveness files for container healthchecks.
 
-A service's main loop calls `Heartbeat.beat()` (cheap: it touches the file at most once a second);
+A service's main loop calls `LivenessFile.beat()` (cheap: it touches the file at most once a second);
 the image's HEALTHCHECK runs `python -m shared.health FILE --max-age 10`, which exits 1 when the
 loop has not beaten for that long (a stuck loop, not only a dead process, turns unhealthy).
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 MIN_INTERVAL_S = 1.0
 
 
-class Heartbeat:
+class LivenessFile:
     def __init__(self, path: str | os.PathLike | None) -> None:
         self.path = Path(path) if path else None
         self._last = 0.0

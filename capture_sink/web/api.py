@@ -118,7 +118,9 @@ class Api:
         stats = app.stats.snapshot()
         dispatcher = getattr(app, "dispatcher", None)
         if dispatcher is not None:
-            stats["replicas"] = dispatcher.stats().get("replicas", 0)
+            transport = dispatcher.stats()
+            stats["replicas"] = transport.get("replicas", 0)
+            stats["masks_by_replica"] = transport.get("masks_by_replica", {})
         stats["preview_viewers"] = self.hub.clients
         watch = getattr(app, "viewer_watch", None)
         return web.json_response({

@@ -1,0 +1,138 @@
+"""The preview compose variant for real: both images built, 2 then 3 segmenter replicas, one stopped.
+
+Needs a Docker engine and the local python:3.11-slim base image (CI runs
+../shared/tools/container-engine.sh first); elsewhere every test here skips with the reason.
+Masks per replica and output frames are read from the sink's JSON API (with its token).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.preview.yml"
+pytestmark = [pytest.mark.container, pytest.mark.slow]
+
+
+def _compose_command() -> list[str] | None:
+    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    return None
+
+
+def _skip_reason() -> str | None:
+    if not shutil.which("docker"):
+        return "no docker client: run ../shared/tools/container-engine.sh (CI does) to run the compose tests"
+    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+        return "no Docker engine running: run ../shared/tools/container-engine.sh (CI does) to start one"
+    if subprocess.run(["docker", "image", "inspect", "python:3.11-slim"], capture_output=True).returncode != 0:
+        return "no python:3.11-slim base image: run ../shared/tools/container-engine.sh to build it"
+    if _compose_command() is None:
+        return "neither `docker compose` nor `docker-compose` is installed"
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Stack:
+    def __init__(self) -> None:
+        self.project = f"holocamtest{os.getpid()}"
+        self.port = _free_port()
+        self.token = secrets.token_urlsafe(24)
+        self.env = {**os.environ, "HOLOCAM_HTTP_TOKEN": self.token, "HOLOCAM_PREVIEW_PORT": str(self.port)}
+        self.base = [*_compose_command(), "-f", str(COMPOSE_FILE), "-p", self.project]
+
+    def compose(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        result = subprocess.run([*self.base, *args], cwd=ROOT, env=self.env, capture_output=True, text=True,
+                                timeout=timeout)
+        assert result.returncode == 0, f"compose {' '.join(args)} failed:\n{result.stderr[-3000:]}"
+        return result
+
+    def containers(self, service: str | None = None, *, all_states: bool = False) -> list[str]:
+        cmd = ["docker", "ps", "-q", "--filter", f"label=com.docker.compose.project={self.project}"]
+        if service:
+            cmd += ["--filter", f"label=com.docker.compose.service={service}"]
+        if all_states:
+            cmd.append("-a")
+        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()
+
+    def status(self) -> dict | None:
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/api/status",
+                                         headers={"Authorization": f"Bearer {self.token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=3) as response:
+                return json.loads(response.read())
+        except (OSError, ValueError):
+            return None
+
+    def wait(self, condition, timeout_s: float, what: str) -> dict:
+        deadline = time.monotonic() + timeout_s
+        status = None
+        while time.monotonic() < deadline:
+            status = self.status()
+            if status is not None and condition(status["stats"]):
+                return status["stats"]
+            time.sleep(1.0)
+        logs = subprocess.run([*self.base, "logs", "--tail", "40"], cwd=ROOT, env=self.env,
+                              capture_output=True, text=True).stdout
+        raise AssertionError(f"timed out waiting for {what}; last status: "
+                             f"{status and status['stats']}\n{logs[-4000:]}")
+
+
+@pytest.fixture(scope="module")
+def stack():
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    stack = Stack()
+    try:
+        stack.compose("build", timeout=900)
+        yield stack
+    finally:
+        subprocess.run([*stack.base, "down", "-v", "--remove-orphans", "-t", "5"], cwd=ROOT, env=stack.env,
+                       capture_output=True, timeout=300)
+
+
+def _working(stats: dict) -> dict[str, int]:
+    return {name: n for name, n in stats.get("masks_by_replica", {}).items() if n > 0}
+
+
+def test_replicas_share_work_scale_up_survive_a_stop_and_down_cleans_up(stack):
+    stack.compose("up", "-d", "--scale", "segmenter=2")
+    stats = stack.wait(lambda s: s.get("replicas") == 2 and len(_working(s)) == 2 and s["fps_out"] > 0,
+                       240, "masks from both replicas")
+    first_two = set(_working(stats))
+
+    stack.compose("up", "-d", "--no-recreate", "--scale", "segmenter=3")
+    stats = stack.wait(lambda s: s.get("replicas") == 3 and len(set(_working(s)) - first_two) >= 1,
+                       180, "the third replica to get work")
+
+    victim = stack.containers("segmenter")[0]
+    subprocess.run(["docker", "stop", "-t", "5", victim], check=True, capture_output=True)
+    before = stats["counters"]["frames"], sum(stats["masks_by_replica"].values())
+    stats = stack.wait(lambda s: s.get("replicas") == 2 and s["counters"]["frames"] > before[0] + 60
+                       and sum(s["masks_by_replica"].values()) > before[1] + 30,
+                       120, "output and masks to continue with one replica stopped")
+    assert stats["fps_out"] > 5
+
+    stack.compose("down", "-v", "--remove-orphans", "-t", "5")
+    assert stack.containers(all_states=True) == []
+    networks = subprocess.run(["docker", "network", "ls", "-q", "--filter", f"name={stack.project}"],
+                              capture_output=True, text=True, check=True).stdout.split()
+    assert networks == []
