@@ -247,6 +247,9 @@ class OursPipeline:
         self.output.stamp = frame.capture_time
         done = time.perf_counter()
         self.stats.samples["handoff"].append((done - submit_started) * 1e3)
+        mask = self.app.dispatcher.latest()
+        if mask is not None and mask.seq == frame.seq:   # the replica's own inference time, for "wait"
+            self.stats.samples["(inference in segmenter)"].append(mask.inference_ms)
         totals.append((done - started) * 1e3)
         handoff.append((time.monotonic() - frame.capture_time) * 1e3)
 
@@ -452,10 +455,13 @@ def _rounds(quick: bool) -> int:
 
 
 def _pooled(rows: list[dict], key: str) -> dict[str, float]:
-    """Stage medians over the rounds (median of the per-round medians)."""
-    names = {name for row in rows for name in row[key]}
-    return {name: round(float(np.median([row[key][name]["median"] for row in rows
-                                         if row[key].get(name, {}).get("n")])), 3) for name in sorted(names)}
+    """Stage medians over the rounds (median of the per-round medians; stages with samples only)."""
+    pooled: dict[str, list[float]] = defaultdict(list)
+    for row in rows:
+        for name, dist in row[key].items():
+            if dist.get("n"):
+                pooled[name].append(dist["median"])
+    return {name: round(float(np.median(values)), 3) for name, values in sorted(pooled.items())}
 
 
 def sweeping_fps(seconds: float, fps: float = CAMERA_FPS) -> float:
@@ -468,8 +474,12 @@ def sweeping_fps(seconds: float, fps: float = CAMERA_FPS) -> float:
     return fps / (1.0 + 1.0 / (seconds * fps))
 
 
-def _profile(ours: Child, seed: Child, seed_threads: str, seconds: float, progress: Callable[[str], None]) -> dict:
-    """py-spy on the sink and segmenter during an uncapped run, then on the seed (bench/profile.py)."""
+def _profile(ours: Child, seed: Child, seconds: float, progress: Callable[[str], None]) -> dict:
+    """py-spy on the sink and segmenter during an uncapped run, then on the seed (bench/profile.py).
+
+    The seed is profiled with 1 torch thread: py-spy stops the process for each sample, and
+    OpenMP's 2-thread barriers then spin on a stopped thread (measured: 1.4 fps while profiled).
+    """
     from bench import profile as profiler
 
     profiles: dict = {}
@@ -478,7 +488,7 @@ def _profile(ours: Child, seed: Child, seed_threads: str, seconds: float, progre
                                                 lambda: ours.ask(f"uncapped {seconds + 1.0} wait")))
         progress("pipeline: profiled sink + segmenter")
         profiles.update(profiler.profile_during(seed.info["pids"], seconds, RESULTS,
-                                                lambda: seed.ask(f"uncapped {seconds + 1.0} {seed_threads}")))
+                                                lambda: seed.ask(f"uncapped {seconds + 1.0} 1")))
         progress("pipeline: profiled seed")
     except profiler.ProfileError as exc:
         logger.warning("W: no profiles: %s", exc)
@@ -524,7 +534,7 @@ def run(quick: bool = False, profile: bool = True, progress: Callable[[str], Non
         progress("pipeline: seed at 30 fps")
         profiles = None
         if profile:
-            profiles = _profile(ours, seed, seed_thread_arg, profile_seconds, progress)
+            profiles = _profile(ours, seed, profile_seconds, progress)
         memory = {**ours.ask("memory"), **seed.ask("memory")}
     finally:
         for child in children.values():
@@ -575,7 +585,7 @@ def plot(result: dict, path: Path) -> None:
 
     fig, axes = plt.subplots(1, 4, figsize=(20, 4.6))
     fps = result["fps_median"]
-    names = [("seed", f"seed loop ({result['seed_baseline'].replace('seed_', '').replace('_', ' ')})"), ("ours_wait", "holocam (wait)"), ("ours_latest", "holocam (latest)")]
+    names = [("seed", f"seed loop\n({result['seed_baseline'].replace('seed_', '').replace('_', ' ')})"), ("ours_wait", "holocam (wait)"), ("ours_latest", "holocam (latest)")]
     ax = axes[0]
     bars = ax.bar([label for _, label in names], [fps[k] for k, _ in names], color=["#b0b0b0", "#1f77b4", "#7fb3e0"])
     ax.bar_label(bars, fmt="%.1f")
@@ -588,11 +598,14 @@ def plot(result: dict, path: Path) -> None:
     ax.legend(fontsize=8)
 
     ax = axes[1]
-    stacks = [("seed", result["stage_ms_median"]["seed"]), ("holocam (wait)", result["stage_ms_median"]["ours_wait"])]
+    ours_stages = {k: v for k, v in result["stage_ms_median"]["ours_wait"].items() if not k.startswith("(")}
+    stacks = [("seed", result["stage_ms_median"]["seed"]), ("holocam (wait)", ours_stages)]
+    every = sorted({name for _, stages in stacks for name in stages})
+    colour = {name: plt.cm.tab20(j % 20) for j, name in enumerate(every)}
     for i, (label, stages) in enumerate(stacks):
         bottom = 0.0
-        for j, (name, ms) in enumerate(stages.items()):
-            ax.bar(i, ms, bottom=bottom, color=plt.cm.tab20(j % 20), edgecolor="white")
+        for name, ms in stages.items():
+            ax.bar(i, ms, bottom=bottom, color=colour[name], edgecolor="white")
             if ms > 0.6:
                 ax.text(i, bottom + ms / 2, f"{name} {ms:.1f}", ha="center", va="center", fontsize=7)
             bottom += ms
@@ -601,8 +614,8 @@ def plot(result: dict, path: Path) -> None:
 
     ax = axes[2]
     lat = result["latency_30fps"]
-    curves = [("seed", lat["seed"]["latency_output_ms"]), ("holocam: to writer", lat["ours"]["latency_handoff_ms"]),
-              ("holocam: converted by writer", lat["ours"]["latency_output_ms"])]
+    curves = [("seed", lat["seed"]["latency_output_ms"]), ("holocam:\nto the writer", lat["ours"]["latency_handoff_ms"]),
+              ("holocam:\nconverted by the writer", lat["ours"]["latency_output_ms"])]
     xs = np.arange(len(curves))
     ax.bar(xs - 0.2, [c["median"] for _, c in curves], 0.4, label="median")
     ax.bar(xs + 0.2, [c["p95"] for _, c in curves], 0.4, label="p95")
