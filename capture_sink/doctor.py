@@ -315,11 +315,14 @@ def _describe(message) -> str:
 def check_segmenters(config: SinkConfig, *, timeout_s: float) -> list[Finding]:
     """Each --segmenter endpoint says hello; replicas connect to the --bind endpoints."""
     from shared.protocol import ProtocolError
-    from shared.transport import SinkSocket, TransportError, compose_network_from_env
+    from shared.transport import SinkSocket, TransportError, sink_keys
 
-    compose = compose_network_from_env()
-    curve = config.curve
+    compose = config.compose_network
     findings = []
+    try:
+        curve = sink_keys(config.curve_dir) if config.curve_dir else None
+    except TransportError as exc:
+        return [Finding("segmenter", FAIL, f"CurveZMQ keys: {exc}")]
     for endpoint in config.segmenters:
         try:
             with SinkSocket(bind=[], connect=[endpoint], curve=curve, insecure=config.insecure,
