@@ -3,7 +3,8 @@
 Chrome (and so Meet, Teams and Zoom in the browser) drops a v4l2loopback camera whose producer
 stops writing, and with exclusive_caps=1 the device is only listed while a producer writes. So the
 virtual camera must keep its rate even when masks stall or the pipeline hiccups: this thread
-writes the newest submitted frame every 1/fps seconds, or the previous one again. Until the first
+writes each new frame as soon as it is submitted, and the previous one again when no new one came
+for 1.5/fps seconds (then every 1/fps). Until the first
 frame arrives it writes black, so the camera appears as soon as holocam starts.
 """
 
@@ -23,6 +24,8 @@ from capture_sink.outputs.errors import OutputError
 logger = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 2.0
+MIN_GAP = 0.25        # periods between two writes of fresh frames, at least
+FIRST_REPEAT = 1.5    # periods without a fresh frame before the last one is written again
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class SteadyWriter:
         self._has_frame = start_black
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()     # set by submit() and stop()
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._written = self._fresh = self._submitted = self._dropped = self._late = 0
@@ -92,10 +96,12 @@ class SteadyWriter:
                 self._dropped += 1
             self._has_pending = True
             self._submitted += 1
+            self._wake.set()
 
     def stop(self) -> None:
         """Stop the thread and wait for it; raises the output's error if it failed."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(STOP_TIMEOUT_S + self.period)
             if self._thread.is_alive():
@@ -143,9 +149,27 @@ class SteadyWriter:
         raise OutputError(f"the {self.output.KEY} output failed and stopped: {self._error}") from self._error
 
     def _run(self) -> None:
-        next_tick = time.monotonic()
+        # A fresh frame is written as soon as it arrives (no sooner than MIN_GAP periods after the
+        # last write, so a burst cannot flood the device); waiting for the next clock tick instead
+        # added 0-1 period of latency to every frame (p50 31 -> 16 ms, p95 46 -> 20 ms at 30 fps in
+        # bench/bench_pipeline.py). Without fresh frames the last one is repeated: the first time
+        # after FIRST_REPEAT periods (a late frame is not answered with a duplicate), then every period.
+        last_write = -float("inf")
+        repeating = False
         try:
             while not self._stop.is_set():
+                now = time.monotonic()
+                with self._lock:
+                    fresh = self._has_pending
+                    if not fresh:
+                        self._wake.clear()
+                due = last_write + self.period * (MIN_GAP if fresh else (1.0 if repeating else FIRST_REPEAT))
+                if now < due:
+                    if fresh:
+                        self._stop.wait(due - now)
+                    else:
+                        self._wake.wait(due - now)   # a submit() or stop() wakes us early
+                    continue
                 with self._lock:
                     fresh = self._has_pending
                     if fresh:
@@ -154,21 +178,16 @@ class SteadyWriter:
                         self._has_pending = False
                         self._has_frame = True
                     frame = self._current if self._has_frame else None
+                if now - last_write > 2 * self.period and last_write > 0:
+                    with self._lock:
+                        self._late += 1     # a visible gap: a slow write or a suspended machine
+                last_write = now
+                repeating = not fresh
                 if frame is not None:
                     self.output.write(frame)
                     with self._lock:
                         self._written += 1
                         self._fresh += int(fresh)
-                next_tick += self.period
-                delay = next_tick - time.monotonic()
-                if delay < -self.period:
-                    # Over a whole period behind (a slow write, a suspended laptop): restart the
-                    # clock rather than burst frames to catch up.
-                    with self._lock:
-                        self._late += 1
-                    next_tick = time.monotonic()
-                elif delay > 0:
-                    self._stop.wait(delay)
         except Exception as e:  # handed to the caller by submit()/stop()
             self._error = e
             logger.error("E: steady writer for %s stopped: %s", self.output.KEY, e)
