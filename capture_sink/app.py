@@ -214,7 +214,7 @@ class SinkApp:
             foreground = self.effect.apply(frame.image)
         with stats.stage("wait"):
             if c.pacing == "wait" and spec is not None:
-                result = dispatcher.wait_for(frame.seq, c.mask_budget_ms / 1000.0)
+                result = dispatcher.wait_for(frame.seq, self._wait_budget_s(frame))
             else:
                 result = dispatcher.latest()
         if result is None:
@@ -223,6 +223,15 @@ class SinkApp:
         stats.count("own_mask" if result.seq == frame.seq else "older_mask")
         stats.mask_age_ms = (time.monotonic() - result.capture_time) * 1000.0
         return self._compose(frame, result, foreground)
+
+    def _wait_budget_s(self, frame: Frame) -> float:
+        """How long this frame may wait for its own mask: the configured budget, but never so long
+        that the frame (with the compositing still to do) takes more than one source period, so a
+        stalled segmenter cannot lower the output rate."""
+        stage = self.stats.stage_ms
+        compose_s = (stage.get("refine", 0.0) + stage.get("background", 0.0) + stage.get("composite", 0.0)) / 1000.0
+        left_s = frame.capture_time + 1.0 / self.source.fps - time.monotonic() - compose_s
+        return max(0.0, min(self.config.mask_budget_ms / 1000.0, left_s))
 
     def _compose(self, frame: Frame, result, foreground: np.ndarray | None = None) -> np.ndarray:
         stats = self.stats
