@@ -230,7 +230,8 @@ class SinkApp:
         stalled segmenter cannot lower the output rate."""
         stage = self.stats.stage_ms
         compose_s = (stage.get("refine", 0.0) + stage.get("background", 0.0) + stage.get("composite", 0.0)) / 1000.0
-        left_s = frame.capture_time + 1.0 / self.source.fps - time.monotonic() - compose_s
+        fps = self.source.fps if self.source is not None else self.config.fps
+        left_s = frame.capture_time + 1.0 / fps - time.monotonic() - compose_s
         return max(0.0, min(self.config.mask_budget_ms / 1000.0, left_s))
 
     def _compose(self, frame: Frame, result, foreground: np.ndarray | None = None) -> np.ndarray:
