@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test weights bench keys venv clean up up-preview down
+.PHONY: run test weights kernels bench keys venv clean up up-preview down
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,13 +19,18 @@ venv: $(STAMP)
 weights: $(STAMP)
 	$(PY) -m segmenter weights
 
-run: weights
+# The segmenter's fused NHWC kernels (needs g++). Without them the model runs on stock torch ops,
+# slower, so a failed build is reported and the target goes on.
+kernels: $(STAMP)
+	-$(PY) -m segmenter kernels
+
+run: weights kernels
 	$(PY) -m capture_sink run --with-segmenter $(ARGS)
 
-test: weights
+test: weights kernels
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: weights
+bench: weights kernels
 	$(PY) -m bench $(ARGS)
 
 keys: $(STAMP)

@@ -1,6 +1,7 @@
 """holocam segmenter: person masks on the CPU, served over ZeroMQ.
 
     python -m segmenter weights                              # fetch + verify the model weights (make weights)
+    python -m segmenter kernels                              # compile the fused NHWC kernels (needs g++)
     python -m segmenter mask photo.jpg -o mask.png           # full-resolution mask of one image
     python -m segmenter mask photo.jpg -o mask.png --composite out.png --background beach.jpg
     python -m segmenter serve --connect tcp://127.0.0.1:5555 # a replica that joins a local sink
@@ -39,6 +40,22 @@ def _add_mask(sub: argparse._SubParsersAction) -> None:
                    help="background for --composite: an image file or a #rrggbb colour (default green)")
 
 
+def _add_kernels(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("kernels", help="compile the fused NHWC kernels the selfie models use (needs g++)")
+    p.add_argument("--cache-dir", help="cache to build into (default: the weights cache)")
+    p.add_argument("--force", action="store_true", help="rebuild even when the library is there")
+
+
+def _run_kernels(args: argparse.Namespace) -> int:
+    import torch
+
+    from .kernels.build import build
+    path = build(args.cache_dir, force=args.force)
+    torch.ops.load_library(str(path))
+    print(f"{path} ({torch.ops.holocam.isa()} on this CPU)")
+    return 0
+
+
 def _run_weights(args: argparse.Namespace) -> int:
     paths = fetch_weights(args.cache_dir, wheel=args.wheel, progress=not args.quiet)
     for path in paths:
@@ -53,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_weights(sub)
     _add_mask(sub)
+    _add_kernels(sub)
     from . import worker
     serve = sub.add_parser("serve", help="serve masks to one or more sinks over ZeroMQ")
     worker.add_arguments(serve)
@@ -60,15 +78,19 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname).1s %(name)s: %(message)s")
 
+    from .kernels import KernelsUnavailable
+    from .kernels.build import KernelBuildError
     from .mask_image import MaskImageError, run_mask
     from .model import ModelError
     try:
         if args.command == "weights":
             return _run_weights(args)
+        if args.command == "kernels":
+            return _run_kernels(args)
         if args.command == "mask":
             return run_mask(args)
         return worker.run(args)
-    except (WeightsError, ModelError, MaskImageError) as exc:
+    except (WeightsError, ModelError, MaskImageError, KernelBuildError, KernelsUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -50,6 +50,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from segmenter.kernels import ACTIVATIONS
+from segmenter.kernels import load as load_kernels
+
 from . import ModelError
 from .base import InputSpec, SegmentationModel
 from .tflite_graph import TRANSPOSE_CONV_BIAS, OpInfo, TFLiteGraph, read_tflite
@@ -135,23 +138,79 @@ class _Pointwise(nn.Module):
     """1x1 stride-1 CONV_2D as one matrix product over the channels-last pixels.
 
     torch's conv dispatch sends channels_last 1x1 convs to a slow im2col path with layout
-    copies; on the NHWC view a 1x1 conv is exactly `linear`, which runs as a single GEMM.
+    copies; on the NHWC view a 1x1 conv is exactly `linear`, which runs as a single GEMM. With
+    `kernel`, the fused torch.ops.holocam.pointwise runs instead: bias, activation and (with
+    `residual`) a following ADD in the same pass, ~1.6x faster than linear at these widths.
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None,
-                 activation: Callable[[torch.Tensor], torch.Tensor] | None, on_vector: bool = False) -> None:
+                 activation: Callable[[torch.Tensor], torch.Tensor] | None, on_vector: bool = False,
+                 activation_name: str = "NONE", kernel: bool = False) -> None:
         super().__init__()
         self.on_vector = on_vector   # the input is one pixel (graph shape known when building)
         self.weight = nn.Parameter(weight, requires_grad=False)   # (out, in)
         self.bias = nn.Parameter(bias, requires_grad=False) if bias is not None else None
+        self.kernel = kernel and not on_vector and activation_name in ACTIVATIONS
+        self.residual = False        # set by _fuse: forward(x, other) returns conv(x) + other
+        self.act_code = 0
+        if self.kernel:
+            self.weight_t = nn.Parameter(weight.t().contiguous(), requires_grad=False)   # (in, out)
+            if self.bias is None:
+                self.bias = nn.Parameter(torch.zeros(weight.shape[0]), requires_grad=False)
+            self.act_code = ACTIVATIONS[activation_name]
+            activation = None
         self.activation = activation
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def has_activation(self) -> bool:
+        return self.activation is not None or self.act_code != 0
+
+    def fuse_activation(self, kind: str) -> bool:
+        """Take a following RELU / HARD_SWISH into the kernel; False when it must run separately."""
+        if not self.kernel or self.act_code != 0 or kind not in ACTIVATIONS:
+            return False
+        self.act_code = ACTIVATIONS[kind]
+        return True
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        if self.kernel:
+            return torch.ops.holocam.pointwise(x, self.weight_t, self.bias, residual, self.act_code)
         if self.on_vector:   # squeeze-excite (1x1 pixel): a plain 2-D product, no 4-D views around it
             x = F.linear(x.reshape(x.shape[0], -1), self.weight, self.bias).reshape(x.shape[0], -1, 1, 1)
         else:
             x = F.linear(x.permute(0, 2, 3, 1), self.weight, self.bias).permute(0, 3, 1, 2)
         return self.activation(x) if self.activation is not None else x
+
+
+class _DepthwiseKernel(nn.Module):
+    """DEPTHWISE_CONV_2D (multiplier 1, no dilation) as torch.ops.holocam.depthwise.
+
+    TF SAME padding needs no trick here: the kernel clips each window to the input, so only the
+    leading padding is passed and the extra trailing row/column of a stride-2 conv is implicit.
+    Bias and the fused or following activation run before the one store.
+    """
+
+    def __init__(self, weight_1hwc: np.ndarray, bias: np.ndarray | None, stride: int, pad_top: int,
+                 pad_left: int, out_size: tuple[int, int], activation_name: str) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.from_numpy(np.ascontiguousarray(weight_1hwc[0], dtype=np.float32)),
+                                   requires_grad=False)                   # (kh, kw, C)
+        channels = self.weight.shape[2]
+        self.bias = nn.Parameter(torch.from_numpy(np.asarray(bias, dtype=np.float32).copy())
+                                 if bias is not None else torch.zeros(channels), requires_grad=False)
+        self.stride, self.pad_top, self.pad_left = stride, pad_top, pad_left
+        self.out_h, self.out_w = out_size
+        self.act_code = ACTIVATIONS[activation_name]
+
+    def fuse_activation(self, kind: str) -> bool:
+        if self.act_code != 0 or kind not in ACTIVATIONS:
+            return False
+        self.act_code = ACTIVATIONS[kind]
+        return True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.holocam.depthwise(x, self.weight, self.bias, self.stride, self.pad_top, self.pad_left,
+                                           self.out_h, self.out_w, self.act_code)
 
 
 class _TransposeConv(nn.Module):
@@ -247,6 +306,10 @@ class _GatedPointwise(nn.Module):
     def forward(self, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
         if self.resize is not None and not self.resize_last:
             x = self.resize(x)
+        if self.pointwise.kernel:
+            weight_t = self.pointwise.weight_t * gate.reshape(-1, 1)
+            y = torch.ops.holocam.pointwise(x, weight_t, self.pointwise.bias, None, self.pointwise.act_code)
+            return self.resize(y) if self.resize is not None and self.resize_last else y
         weight = self.pointwise.weight * gate.reshape(1, -1)
         y = F.linear(x.permute(0, 2, 3, 1), weight, self.pointwise.bias).permute(0, 3, 1, 2)
         if self.resize is not None and self.resize_last:
@@ -263,7 +326,7 @@ def _upsample_after(pointwise: _Pointwise, resize: "_Resize | None") -> bool:
     channels, fewer than its input's in these models. Measured: the three decoder upsamplings of
     the general model ~0.25 ms -> ~0.1 ms a frame.
     """
-    return resize is not None and pointwise.activation is None and not pointwise.on_vector
+    return resize is not None and not pointwise.has_activation and not pointwise.on_vector
 
 
 def _upsamples(graph: TFLiteGraph, resize: OpInfo) -> bool:
@@ -372,8 +435,20 @@ def _fuse(net: "SelfieNet", graph: TFLiteGraph, pos: int,
     if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D") and op.options["activation"] == "NONE" \
             and after is not None and after.kind in _IN_PLACE_ACTIVATIONS:
         step = net._conv(graph, op)
-        step.activation = _InPlace(after.kind)   # the conv's output is fresh: overwrite it
+        if not (hasattr(step, "fuse_activation") and step.fuse_activation(after.kind)):
+            step.activation = _InPlace(after.kind)   # the conv's output is fresh: overwrite it
         return step, [op.inputs[0]], after.outputs[0], [nxt]
+    if op.kind == "CONV_2D" and op.options["activation"] == "NONE" and after is not None and after.kind == "ADD" \
+            and after.options["activation"] in ACTIVATIONS:
+        # conv(x) + other in one kernel pass (the residual add of an inverted-residual block).
+        step = net._conv(graph, op)
+        other = after.inputs[1] if after.inputs[0] == op.outputs[0] else after.inputs[0]
+        if isinstance(step, _Pointwise) and step.kernel and other != op.outputs[0] \
+                and not graph.tensors[other].is_constant and computed_before(other) \
+                and tuple(graph.tensors[other].shape) == tuple(graph.tensors[after.outputs[0]].shape):
+            step.residual = True
+            step.fuse_activation(after.options["activation"])
+            return step, [op.inputs[0], other], after.outputs[0], [nxt]
     if op.kind in _IN_PLACE_ACTIVATIONS and op.inputs[0] not in graph.inputs and readers.get(op.inputs[0]) == [pos]:
         return _InPlace(op.kind), [op.inputs[0]], op.outputs[0], []
     if op.kind == TRANSPOSE_CONV_BIAS and after is not None and after.kind == "LOGISTIC":
@@ -424,8 +499,10 @@ class SelfieNet(nn.Module):
     Input: float32 (1, 3, H, W) RGB in [0, 1]. Output: float32 (1, 1, H, W) person probability.
     """
 
-    def __init__(self, graph: TFLiteGraph, fuse: bool = False) -> None:
+    def __init__(self, graph: TFLiteGraph, fuse: bool = False, kernels: bool = False) -> None:
         super().__init__()
+        # The fused NHWC kernels (segmenter.kernels) replace depthwise and 1x1 convs; fuse only.
+        self.kernels = fuse and kernels
         if len(graph.inputs) != 1 or len(graph.outputs) != 1:
             raise ModelError(f"{graph.source}: expected one input and one output, got "
                              f"{len(graph.inputs)} and {len(graph.outputs)}: use the MediaPipe "
@@ -620,7 +697,12 @@ class SelfieNet(nn.Module):
         if (kh, kw) == (1, 1) and stride == (1, 1) and groups == 1 and not (top or bottom or left or right):
             return _Pointwise(torch.from_numpy(np.ascontiguousarray(torch_weight[:, :, 0, 0])),
                               torch.from_numpy(bias) if bias is not None else None, activation,
-                              on_vector=(in_h, in_w) == (1, 1))
+                              on_vector=(in_h, in_w) == (1, 1), activation_name=opts["activation"],
+                              kernel=self.kernels)
+        if self.kernels and op.kind == "DEPTHWISE_CONV_2D" and opts["depth_multiplier"] == 1 \
+                and dilation == (1, 1) and stride[0] == stride[1]:
+            _, out_h, out_w, _ = graph.tensors[op.outputs[0]].shape
+            return _DepthwiseKernel(weight, bias, stride[0], top, left, (out_h, out_w), opts["activation"])
         # TF puts the odd extra padding after. Instead of copying the input through F.pad (slow on
         # channels-last), prepend a zero tap to the kernel on that axis and pad symmetrically by
         # the larger amount: windows shift back by one pixel whose weight is zero, so they cover
@@ -747,7 +829,8 @@ def _sha256(path: Path) -> str:
 
 
 def load_selfie(name: str, weights: str | os.PathLike | None = None,
-                cache_dir: str | os.PathLike | None = None, fast: bool = True) -> SelfieSegmentation:
+                cache_dir: str | os.PathLike | None = None, fast: bool = True,
+                kernels: bool | None = None) -> SelfieSegmentation:
     """Build `selfie` or `selfie-landscape` from its .tflite file.
 
     Args:
@@ -755,6 +838,8 @@ def load_selfie(name: str, weights: str | os.PathLike | None = None,
         weights: a .tflite file; defaults to the verified file in the weights cache.
         cache_dir: the weights cache (see segmenter.weights.cache_dir).
         fast: traced + frozen graph; False keeps the eager module.
+        kernels: use the fused NHWC kernels on the fast path; None: when they load (see
+            segmenter.kernels and HOLOCAM_KERNELS), False: stock torch ops only.
     """
     if name not in SELFIE_SPECS:
         raise ModelError(f"unknown selfie model {name!r}: choose one of {', '.join(SELFIE_SPECS)}")
@@ -763,7 +848,12 @@ def load_selfie(name: str, weights: str | os.PathLike | None = None,
         weights = weights_path(name, cache_dir)  # verified; raises WeightsError naming `make weights`
     keep_frame_buffers_in_heap()
     graph = read_tflite(weights)
-    net = SelfieNet(graph, fuse=fast)
+    if kernels is None:
+        kernels = fast and load_kernels(cache_dir) is not None
+    elif kernels and load_kernels(cache_dir) is None:
+        raise ModelError("the fused kernels were asked for but do not load: see the warning above, "
+                         "or leave kernels unset")
+    net = SelfieNet(graph, fuse=fast, kernels=kernels)
     expected = SELFIE_SPECS[name]
     if (net.width, net.height) != (expected.width, expected.height):
         raise ModelError(f"{Path(weights)} takes {net.width}x{net.height} input but {name} is "
@@ -771,6 +861,6 @@ def load_selfie(name: str, weights: str | os.PathLike | None = None,
     if _sha256(Path(weights)) != WEIGHTS[name].sha256:
         logger.warning("%s is not MediaPipe's %s file (sha256 differs): the parity tests do not "
                        "cover it", weights, name)
-    logger.info("loaded %s from %s (%d ops, %s path)", name, weights, len(graph.ops),
-                "traced" if fast else "eager")
+    logger.info("loaded %s from %s (%d ops, %s path%s)", name, weights, len(graph.ops),
+                "traced" if fast else "eager", ", fused kernels" if net.kernels else "")
     return SelfieSegmentation(net, name, fast=fast)

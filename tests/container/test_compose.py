@@ -118,6 +118,10 @@ def test_replicas_share_work_scale_up_survive_a_stop_and_down_cleans_up(stack):
     stats = stack.wait(lambda s: s.get("replicas") == 2 and len(_working(s)) == 2 and s["fps_out"] > 0,
                        240, "masks from both replicas")
     first_two = set(_working(stats))
+    # The image ships the fused kernels prebuilt (no compiler in it): both replicas must load them.
+    segmenter_logs = stack.compose("logs", "--no-color", "segmenter").stdout
+    assert segmenter_logs.count("fused NHWC kernels loaded") == 2, segmenter_logs[-3000:]
+    assert "fused kernels unavailable" not in segmenter_logs
 
     stack.compose("up", "-d", "--no-recreate", "--scale", "segmenter=3")
     stats = stack.wait(lambda s: s.get("replicas") == 3 and len(set(_working(s)) - first_two) >= 1,

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import skimage.data
 
+from segmenter.kernels import load as load_kernels
 from segmenter.model import ModelError, create_model
 from segmenter.model.selfie import SELFIE_SPECS, SelfieNet, SelfieSegmentation, load_selfie
 from segmenter.model.tflite_graph import TRANSPOSE_CONV_BIAS, read_tflite
@@ -23,9 +24,11 @@ from segmenter.weights import weights_path
 from shared.resize import prepare_input
 
 MODELS = ("selfie", "selfie-landscape")
-# fast: fused + traced (what load_selfie serves); eager: the plain op-by-op reference (fast=False);
-# fused_eager: the fused graph run untraced, so a fusion bug cannot hide behind the tracer.
-PATHS = ("fast", "eager", "fused_eager")
+# fast: fused + traced with the fused NHWC kernels (what load_selfie serves where they build);
+# fast_stock: the same on stock torch ops (where they do not); eager: the plain op-by-op reference
+# (fast=False); fused_eager / kernels_eager: the fused graphs run untraced, so a fusion bug cannot
+# hide behind the tracer.
+PATHS = ("fast", "fast_stock", "eager", "fused_eager", "kernels_eager")
 MAX_PROB_DIFF = 1e-3
 MIN_IOU = 0.999
 # Scenes without a subject: measured 0.000 person fraction for both models (people photos: 31-58%).
@@ -55,10 +58,15 @@ def _three_channels(image: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def models() -> dict[tuple[str, str], SelfieSegmentation]:
-    built = {(name, path): load_selfie(name, fast=path == "fast") for name in MODELS for path in ("fast", "eager")}
+    built = {}
     for name in MODELS:
-        built[name, "fused_eager"] = SelfieSegmentation(SelfieNet(read_tflite(weights_path(name)), fuse=True),
-                                                        name, fast=False)
+        kernels = load_kernels() is not None   # HOLOCAM_KERNELS=1 (CI) makes a failed build an error
+        built[name, "fast"] = load_selfie(name, kernels=kernels)
+        built[name, "fast_stock"] = load_selfie(name, kernels=False)
+        built[name, "eager"] = load_selfie(name, fast=False)
+        for path, kernels in (("fused_eager", False), ("kernels_eager", kernels)):
+            net = SelfieNet(read_tflite(weights_path(name)), fuse=True, kernels=kernels)
+            built[name, path] = SelfieSegmentation(net, name, fast=False)
     return built
 
 
@@ -157,6 +165,21 @@ def test_fusion_merges_ops_into_fewer_steps(name):
     # The first conv absorbed rgb/255 and takes TF's trailing SAME padding from `prepare`.
     assert plain.input_divisor == 255.0 and fused.input_divisor is None and fused.input_pad == (1, 1)
     assert fused.step_outputs[-1] == plain.step_outputs[-1] == graph.outputs[0]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_kernels_take_every_depthwise_conv_and_the_residual_adds(name):
+    if load_kernels() is None:
+        pytest.skip("the fused kernels do not build here (no g++?); CI sets HOLOCAM_KERNELS=1")
+    graph = read_tflite(weights_path(name))
+    stock, kernels = SelfieNet(graph, fuse=True), SelfieNet(graph, fuse=True, kernels=True)
+    depthwise_ops = sum(op.kind == "DEPTHWISE_CONV_2D" for op in graph.ops)
+    kinds = [type(step).__name__ for step in kernels.steps]
+    assert kinds.count("_DepthwiseKernel") == depthwise_ops > 0
+    assert "_DepthwiseKernel" not in [type(step).__name__ for step in stock.steps]
+    residual = [i for i, step in enumerate(kernels.steps) if getattr(step, "residual", False)]
+    assert residual and all(len(kernels.step_inputs[i]) == 2 for i in residual)
+    assert len(kernels.steps) == len(stock.steps) - len(residual)   # each residual ADD joined its conv
 
 
 @pytest.mark.parametrize("name", MODELS)

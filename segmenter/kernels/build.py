@@ -1,0 +1,118 @@
+"""Compile the fused NHWC kernels into a torch operator library (libholocam_ops.so).
+
+The kernel source is compiled three times on x86-64 (-march=x86-64-v4, -v3 and the baseline),
+so one library runs on any x86-64 CPU and uses AVX-512 or AVX2 where present; elsewhere once,
+for the build machine's baseline. Only torch_ops.cpp sees torch's headers. The library lands in
+the holocam cache under a key of the sources, compiler flags and torch version, written
+atomically, so a stale or half-written library is never loaded.
+
+    python -m segmenter kernels          # build once (make venv and the images do this)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+KERNEL_SOURCE = HERE / "nhwc_kernels.cpp"
+OPS_SOURCE = HERE / "torch_ops.cpp"
+HEADER = HERE / "nhwc_kernels.h"
+LIBRARY_NAME = "libholocam_ops.so"
+COMPILER_ENV = "CXX"
+
+_COMMON_FLAGS = ["-O3", "-std=c++17", "-fPIC", "-fvisibility=hidden", "-Wall", "-Wno-unused-function"]
+# (namespace, -march) per kernel build; x86-64 builds all three and picks at run time.
+_X86_VARIANTS = [("avx512", "x86-64-v4"), ("avx2", "x86-64-v3"), ("generic", "x86-64")]
+
+
+class KernelBuildError(RuntimeError):
+    """The kernels could not be compiled; the message names the fix."""
+
+
+def _variants() -> list[tuple[str, str | None]]:
+    if platform.machine() in ("x86_64", "AMD64"):
+        return list(_X86_VARIANTS)
+    return [("generic", None)]
+
+
+def _torch_flags() -> tuple[list[str], list[str]]:
+    root = Path(torch.__file__).resolve().parent
+    abi = int(torch.compiled_with_cxx11_abi())
+    includes = [f"-I{root / 'include'}", f"-I{root / 'include' / 'torch' / 'csrc' / 'api' / 'include'}",
+                f"-D_GLIBCXX_USE_CXX11_ABI={abi}"]
+    libs = [f"-L{root / 'lib'}", "-lc10", "-ltorch_cpu", f"-Wl,-rpath,{root / 'lib'}"]
+    return includes, libs
+
+
+def compiler() -> str | None:
+    """The C++ compiler to use ($CXX, else g++, else c++), or None when there is none."""
+    for name in (os.environ.get(COMPILER_ENV), "g++", "c++"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def build_key() -> str:
+    """Changes whenever the sources, the flags, the torch build or the machine type change."""
+    digest = hashlib.sha256()
+    for path in (KERNEL_SOURCE, OPS_SOURCE, HEADER):
+        digest.update(path.read_bytes())
+    digest.update(repr((_COMMON_FLAGS, _variants(), torch.__version__, torch.compiled_with_cxx11_abi(),
+                        platform.machine(), sys.version_info[:2])).encode())
+    return digest.hexdigest()[:16]
+
+
+def library_path(cache: str | os.PathLike | None = None) -> Path:
+    from segmenter.weights import cache_dir
+    return cache_dir(cache) / "kernels" / f"torch-{torch.__version__}-{build_key()}" / LIBRARY_NAME
+
+
+def _run(cmd: list[str]) -> None:
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip().splitlines()
+        first_error = next((line for line in detail if "error" in line), detail[-1] if detail else "")
+        reason = first_error.strip() or f"{Path(cmd[0]).name} exited with status {result.returncode}"
+        raise KernelBuildError(f"compiling the fused kernels failed ({reason}): install a C++17 "
+                               f"compiler (apt install g++) or run with HOLOCAM_KERNELS=0")
+
+
+def build(cache: str | os.PathLike | None = None, force: bool = False) -> Path:
+    """Compile the library into the cache (unless it is there already) and return its path."""
+    target = library_path(cache)
+    if target.is_file() and not force:
+        return target
+    cxx = compiler()
+    if cxx is None:
+        raise KernelBuildError("no C++ compiler found to build the fused kernels: install g++ "
+                               "(apt install g++) or run with HOLOCAM_KERNELS=0")
+    includes, libs = _torch_flags()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="holocam-kernels-") as tmp:
+        jobs, objects = [], []
+        for isa, march in _variants():
+            obj = Path(tmp) / f"nhwc_kernels_{isa}.o"
+            arch = [f"-march={march}"] if march else []
+            jobs.append([cxx, *_COMMON_FLAGS, *arch, f"-DHOLOCAM_ISA={isa}", "-c", str(KERNEL_SOURCE), "-o", str(obj)])
+            objects.append(str(obj))
+        ops_obj = Path(tmp) / "torch_ops.o"
+        x86 = ["-DHOLOCAM_X86_VARIANTS"] if len(_variants()) > 1 else []
+        jobs.append([cxx, *_COMMON_FLAGS, *includes, *x86, "-Wno-deprecated-declarations",
+                     "-c", str(OPS_SOURCE), "-o", str(ops_obj)])
+        with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
+            list(pool.map(_run, jobs))   # raises the first failure
+        partial = Path(tmp) / LIBRARY_NAME
+        _run([cxx, "-shared", *objects, str(ops_obj), *libs, "-o", str(partial)])
+        shutil.copy2(partial, target.with_suffix(".tmp"))
+        os.replace(target.with_suffix(".tmp"), target)
+    return target

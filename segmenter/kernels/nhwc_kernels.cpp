@@ -1,0 +1,196 @@
+// Fused NHWC float32 kernels for the selfie models' small-channel layers (no torch headers here).
+//
+// oneDNN and MKL are tuned for wide layers; at 16-128 channels a depthwise conv or a 1x1 conv is
+// a few FMAs per pixel and their per-call set-up, layout checks and separate activation/add passes
+// dominate. Each kernel here keeps a tile of output pixels in vector registers, applies bias,
+// activation and (1x1 only) the residual add before the one store.
+//
+// This file is compiled once per instruction set (HOLOCAM_ISA = avx512, avx2, generic), each
+// with its own -march; torch_ops.cpp picks one at run time. GCC vector extensions keep the code
+// ISA-neutral: the compiler lowers v16/v8 to zmm, ymm or pairs of xmm registers.
+#include "nhwc_kernels.h"
+
+#include <algorithm>
+
+namespace holocam {
+namespace HOLOCAM_ISA {
+namespace {
+
+typedef float v16 __attribute__((vector_size(64)));
+typedef float v8 __attribute__((vector_size(32)));
+template <int NB> struct VecOf { using T = float; };
+template <> struct VecOf<16> { using T = v16; };
+template <> struct VecOf<8> { using T = v8; };
+
+template <typename V> inline V load(const float* p) {
+  if constexpr (sizeof(V) == sizeof(float)) return *p;
+  V v;
+  __builtin_memcpy(&v, p, sizeof(V));   // unaligned load
+  return v;
+}
+template <typename V> inline void store(float* p, V v) {
+  if constexpr (sizeof(V) == sizeof(float)) *p = v;
+  else __builtin_memcpy(p, &v, sizeof(V));
+}
+
+// The TFLite fused activations, and HARD_SWISH x * relu6(x + 3) / 6.
+template <int ACT, typename V> inline V activate(V v) {
+  const V zero = v * 0.f, six = zero + 6.f;
+  if constexpr (ACT == kRelu) return v > zero ? v : zero;
+  if constexpr (ACT == kRelu6) { V t = v > zero ? v : zero; return t < six ? t : six; }
+  if constexpr (ACT == kHardSwish) {
+    V t = v + 3.f;
+    t = t > zero ? t : zero;
+    t = t < six ? t : six;
+    return v * t * (1.f / 6.f);
+  }
+  return v;
+}
+
+// ---- depthwise -------------------------------------------------------------------------------
+
+// One output pixel, channels [c0, c0 + NB), taps clipped to the input (the zero padding).
+template <int NB, int ACT>
+inline void dw_border(const float* __restrict x, const float* __restrict w, const float* __restrict b,
+                      float* __restrict y, const DepthwiseShape& s, int oy, int ox, int c0) {
+  using V = typename VecOf<NB>::T;
+  V acc = load<V>(b + c0);
+  const int iy0 = oy * s.stride - s.pad_top, ix0 = ox * s.stride - s.pad_left;
+  const int ky0 = std::max(0, -iy0), ky1 = std::min(s.kh, s.h - iy0);
+  const int kx0 = std::max(0, -ix0), kx1 = std::min(s.kw, s.w - ix0);
+  for (int ky = ky0; ky < ky1; ++ky)
+    for (int kx = kx0; kx < kx1; ++kx)
+      acc += load<V>(x + ((long)(iy0 + ky) * s.w + ix0 + kx) * s.c + c0) *
+             load<V>(w + ((long)ky * s.kw + kx) * s.c + c0);
+  store(y + ((long)oy * s.out_w + ox) * s.c + c0, activate<ACT>(acc));
+}
+
+// PX neighbouring output pixels whose windows lie inside the input: each weight vector is loaded
+// once for the PX accumulators.
+template <int NB, int PX, int ACT>
+inline void dw_tile(const float* __restrict x, const float* __restrict w, const float* __restrict b,
+                    float* __restrict y, const DepthwiseShape& s, int oy, int ox, int c0) {
+  using V = typename VecOf<NB>::T;
+  V acc[PX];
+  const V bias = load<V>(b + c0);
+#pragma GCC unroll 8
+  for (int p = 0; p < PX; ++p) acc[p] = bias;
+  const long step = (long)s.stride * s.c;
+  const float* xrow = x + ((long)(oy * s.stride - s.pad_top) * s.w + ox * s.stride - s.pad_left) * s.c + c0;
+  for (int ky = 0; ky < s.kh; ++ky, xrow += (long)s.w * s.c) {
+    const float* wk = w + (long)ky * s.kw * s.c + c0;
+    for (int kx = 0; kx < s.kw; ++kx) {
+      const V wv = load<V>(wk + (long)kx * s.c);
+      const float* xp = xrow + (long)kx * s.c;
+#pragma GCC unroll 8
+      for (int p = 0; p < PX; ++p) acc[p] += load<V>(xp + p * step) * wv;
+    }
+  }
+  float* yp = y + ((long)oy * s.out_w + ox) * s.c + c0;
+#pragma GCC unroll 8
+  for (int p = 0; p < PX; ++p) store(yp + (long)p * s.c, activate<ACT>(acc[p]));
+}
+
+template <int NB, int ACT>
+void dw_channels(const float* x, const float* w, const float* b, float* y, const DepthwiseShape& s, int c0) {
+  constexpr int PX = NB == 8 ? 8 : 4;   // accumulators that stay in registers on AVX2 too
+  // Output columns [first, last) whose windows are inside the input horizontally.
+  int first = 0;
+  while (first < s.out_w && first * s.stride - s.pad_left < 0) ++first;
+  int last = s.out_w;
+  while (last > first && (last - 1) * s.stride - s.pad_left + s.kw > s.w) --last;
+  for (int oy = 0; oy < s.out_h; ++oy) {
+    const int iy0 = oy * s.stride - s.pad_top;
+    if (iy0 < 0 || iy0 + s.kh > s.h) {
+      for (int ox = 0; ox < s.out_w; ++ox) dw_border<NB, ACT>(x, w, b, y, s, oy, ox, c0);
+      continue;
+    }
+    int ox = 0;
+    for (; ox < first; ++ox) dw_border<NB, ACT>(x, w, b, y, s, oy, ox, c0);
+    for (; ox + PX <= last; ox += PX) dw_tile<NB, PX, ACT>(x, w, b, y, s, oy, ox, c0);
+    for (; ox < last; ++ox) dw_tile<NB, 1, ACT>(x, w, b, y, s, oy, ox, c0);
+    for (; ox < s.out_w; ++ox) dw_border<NB, ACT>(x, w, b, y, s, oy, ox, c0);
+  }
+}
+
+template <int ACT>
+void dw_all(const float* x, const float* w, const float* b, float* y, const DepthwiseShape& s) {
+  int c0 = 0;
+  for (; c0 + 16 <= s.c; c0 += 16) dw_channels<16, ACT>(x, w, b, y, s, c0);
+  for (; c0 + 8 <= s.c; c0 += 8) dw_channels<8, ACT>(x, w, b, y, s, c0);
+  for (; c0 < s.c; ++c0) dw_channels<1, ACT>(x, w, b, y, s, c0);
+}
+
+// ---- pointwise (1x1 conv) ----------------------------------------------------------------------
+
+// y[p, n0:n0+NB] = act(b + x[p, :] @ w[:, n0:n0+NB] (+ r[p, n0:n0+NB])) for PX pixels.
+template <int NB, int PX, int ACT, bool RES>
+inline void pw_tile(const float* __restrict x, const float* __restrict w, const float* __restrict b,
+                    const float* __restrict r, float* __restrict y, long k_in, long n_out, long p0, long n0) {
+  using V = typename VecOf<NB>::T;
+  V acc[PX];
+  const V bias = load<V>(b + n0);
+#pragma GCC unroll 16
+  for (int p = 0; p < PX; ++p) acc[p] = bias;
+  const float* xp = x + p0 * k_in;
+  for (long k = 0; k < k_in; ++k) {
+    const V wv = load<V>(w + k * n_out + n0);
+#pragma GCC unroll 16
+    for (int p = 0; p < PX; ++p) acc[p] += xp[p * k_in + k] * wv;
+  }
+#pragma GCC unroll 16
+  for (int p = 0; p < PX; ++p) {
+    V v = acc[p];
+    if constexpr (RES) v += load<V>(r + (p0 + p) * n_out + n0);
+    store(y + (p0 + p) * n_out + n0, activate<ACT>(v));
+  }
+}
+
+template <int NB, int ACT, bool RES>
+void pw_columns(const float* x, const float* w, const float* b, const float* r, float* y,
+                long pixels, long k_in, long n_out, long n0) {
+  constexpr int PX = NB == 1 ? 4 : 8;
+  long p = 0;
+  for (; p + PX <= pixels; p += PX) pw_tile<NB, PX, ACT, RES>(x, w, b, r, y, k_in, n_out, p, n0);
+  for (; p < pixels; ++p) pw_tile<NB, 1, ACT, RES>(x, w, b, r, y, k_in, n_out, p, n0);
+}
+
+template <int ACT, bool RES>
+void pw_all(const float* x, const float* w, const float* b, const float* r, float* y,
+            long pixels, long k_in, long n_out) {
+  long n0 = 0;
+  for (; n0 + 16 <= n_out; n0 += 16) pw_columns<16, ACT, RES>(x, w, b, r, y, pixels, k_in, n_out, n0);
+  for (; n0 + 8 <= n_out; n0 += 8) pw_columns<8, ACT, RES>(x, w, b, r, y, pixels, k_in, n_out, n0);
+  for (; n0 < n_out; ++n0) pw_columns<1, ACT, RES>(x, w, b, r, y, pixels, k_in, n_out, n0);
+}
+
+template <bool RES>
+void pw_dispatch(const float* x, const float* w, const float* b, const float* r, float* y,
+                 long pixels, long k_in, long n_out, int act) {
+  switch (act) {
+    case kRelu: pw_all<kRelu, RES>(x, w, b, r, y, pixels, k_in, n_out); break;
+    case kRelu6: pw_all<kRelu6, RES>(x, w, b, r, y, pixels, k_in, n_out); break;
+    case kHardSwish: pw_all<kHardSwish, RES>(x, w, b, r, y, pixels, k_in, n_out); break;
+    default: pw_all<kNone, RES>(x, w, b, r, y, pixels, k_in, n_out); break;
+  }
+}
+
+}  // namespace
+
+void depthwise(const float* x, const float* w, const float* b, float* y, const DepthwiseShape& s, int act) {
+  switch (act) {
+    case kRelu: dw_all<kRelu>(x, w, b, y, s); break;
+    case kRelu6: dw_all<kRelu6>(x, w, b, y, s); break;
+    case kHardSwish: dw_all<kHardSwish>(x, w, b, y, s); break;
+    default: dw_all<kNone>(x, w, b, y, s); break;
+  }
+}
+
+void pointwise(const float* x, const float* w, const float* b, const float* residual, float* y,
+               long pixels, long k_in, long n_out, int act) {
+  if (residual != nullptr) pw_dispatch<true>(x, w, b, residual, y, pixels, k_in, n_out, act);
+  else pw_dispatch<false>(x, w, b, nullptr, y, pixels, k_in, n_out, act);
+}
+
+}  // namespace HOLOCAM_ISA
+}  // namespace holocam

@@ -1,0 +1,27 @@
+// Fused NHWC float32 kernels: one build per instruction set, chosen at run time (torch_ops.cpp).
+#pragma once
+
+namespace holocam {
+
+enum Activation { kNone = 0, kRelu = 1, kRelu6 = 2, kHardSwish = 3 };
+
+struct DepthwiseShape {
+  int h, w, c;               // input (NHWC, batch 1)
+  int kh, kw, stride;
+  int pad_top, pad_left;     // TF SAME puts any odd extra padding after: only the leading side matters
+  int out_h, out_w;
+};
+
+#define HOLOCAM_DECLARE_KERNELS(isa)                                                                   \
+  namespace isa {                                                                                      \
+  void depthwise(const float* x, const float* w, const float* b, float* y, const DepthwiseShape& s,   \
+                 int act);                                                                             \
+  void pointwise(const float* x, const float* w, const float* b, const float* residual, float* y,     \
+                 long pixels, long k_in, long n_out, int act);                                         \
+  }
+
+HOLOCAM_DECLARE_KERNELS(avx512)
+HOLOCAM_DECLARE_KERNELS(avx2)
+HOLOCAM_DECLARE_KERNELS(generic)
+
+}  // namespace holocam
