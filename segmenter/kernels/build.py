@@ -115,4 +115,13 @@ def build(cache: str | os.PathLike | None = None, force: bool = False) -> Path:
         _run([cxx, "-shared", *objects, str(ops_obj), *libs, "-o", str(partial)])
         shutil.copy2(partial, target.with_suffix(".tmp"))
         os.replace(target.with_suffix(".tmp"), target)
+    _remove_stale(target.parent)
     return target
+
+
+def _remove_stale(current: Path) -> None:
+    """Drop libraries built from older sources or for another torch; a process may still have
+    one mapped, which is fine on Linux (the file lives on until it is unmapped)."""
+    for other in current.parent.glob("torch-*"):
+        if other != current and (other / LIBRARY_NAME).is_file():
+            shutil.rmtree(other, ignore_errors=True)

@@ -11,6 +11,7 @@
 #include "nhwc_kernels.h"
 
 #include <algorithm>
+#include <vector>
 
 namespace holocam {
 namespace HOLOCAM_ISA {
@@ -52,7 +53,8 @@ template <int ACT, typename V> inline V activate(V v) {
 // One output pixel, channels [c0, c0 + NB), taps clipped to the input (the zero padding).
 template <int NB, int ACT>
 inline void dw_border(const float* __restrict x, const float* __restrict w, const float* __restrict b,
-                      float* __restrict y, const DepthwiseShape& s, int oy, int ox, int c0) {
+                      const float* __restrict r, float* __restrict y, const DepthwiseShape& s, int oy, int ox,
+                      int c0) {
   using V = typename VecOf<NB>::T;
   V acc = load<V>(b + c0);
   const int iy0 = oy * s.stride - s.pad_top, ix0 = ox * s.stride - s.pad_left;
@@ -62,14 +64,18 @@ inline void dw_border(const float* __restrict x, const float* __restrict w, cons
     for (int kx = kx0; kx < kx1; ++kx)
       acc += load<V>(x + ((long)(iy0 + ky) * s.w + ix0 + kx) * s.c + c0) *
              load<V>(w + ((long)ky * s.kw + kx) * s.c + c0);
-  store(y + ((long)oy * s.out_w + ox) * s.c + c0, activate<ACT>(acc));
+  const long at = ((long)oy * s.out_w + ox) * s.c + c0;
+  acc = activate<ACT>(acc);
+  if (r != nullptr) acc += load<V>(r + at);
+  store(y + at, acc);
 }
 
 // PX neighbouring output pixels whose windows lie inside the input: each weight vector is loaded
 // once for the PX accumulators.
 template <int NB, int PX, int ACT>
 inline void dw_tile(const float* __restrict x, const float* __restrict w, const float* __restrict b,
-                    float* __restrict y, const DepthwiseShape& s, int oy, int ox, int c0) {
+                    const float* __restrict r, float* __restrict y, const DepthwiseShape& s, int oy, int ox,
+                    int c0) {
   using V = typename VecOf<NB>::T;
   V acc[PX];
   const V bias = load<V>(b + c0);
@@ -86,13 +92,18 @@ inline void dw_tile(const float* __restrict x, const float* __restrict w, const 
       for (int p = 0; p < PX; ++p) acc[p] += load<V>(xp + p * step) * wv;
     }
   }
-  float* yp = y + ((long)oy * s.out_w + ox) * s.c + c0;
+  const long at = ((long)oy * s.out_w + ox) * s.c + c0;
 #pragma GCC unroll 8
-  for (int p = 0; p < PX; ++p) store(yp + (long)p * s.c, activate<ACT>(acc[p]));
+  for (int p = 0; p < PX; ++p) {
+    V v = activate<ACT>(acc[p]);
+    if (r != nullptr) v += load<V>(r + at + (long)p * s.c);
+    store(y + at + (long)p * s.c, v);
+  }
 }
 
 template <int NB, int ACT>
-void dw_channels(const float* x, const float* w, const float* b, float* y, const DepthwiseShape& s, int c0) {
+void dw_channels(const float* x, const float* w, const float* b, const float* r, float* y, const DepthwiseShape& s,
+                 int c0) {
   constexpr int PX = NB == 8 ? 8 : 4;   // accumulators that stay in registers on AVX2 too
   // Output columns [first, last) whose windows are inside the input horizontally.
   int first = 0;
@@ -102,23 +113,23 @@ void dw_channels(const float* x, const float* w, const float* b, float* y, const
   for (int oy = 0; oy < s.out_h; ++oy) {
     const int iy0 = oy * s.stride - s.pad_top;
     if (iy0 < 0 || iy0 + s.kh > s.h) {
-      for (int ox = 0; ox < s.out_w; ++ox) dw_border<NB, ACT>(x, w, b, y, s, oy, ox, c0);
+      for (int ox = 0; ox < s.out_w; ++ox) dw_border<NB, ACT>(x, w, b, r, y, s, oy, ox, c0);
       continue;
     }
     int ox = 0;
-    for (; ox < first; ++ox) dw_border<NB, ACT>(x, w, b, y, s, oy, ox, c0);
-    for (; ox + PX <= last; ox += PX) dw_tile<NB, PX, ACT>(x, w, b, y, s, oy, ox, c0);
-    for (; ox < last; ++ox) dw_tile<NB, 1, ACT>(x, w, b, y, s, oy, ox, c0);
-    for (; ox < s.out_w; ++ox) dw_border<NB, ACT>(x, w, b, y, s, oy, ox, c0);
+    for (; ox < first; ++ox) dw_border<NB, ACT>(x, w, b, r, y, s, oy, ox, c0);
+    for (; ox + PX <= last; ox += PX) dw_tile<NB, PX, ACT>(x, w, b, r, y, s, oy, ox, c0);
+    for (; ox < last; ++ox) dw_tile<NB, 1, ACT>(x, w, b, r, y, s, oy, ox, c0);
+    for (; ox < s.out_w; ++ox) dw_border<NB, ACT>(x, w, b, r, y, s, oy, ox, c0);
   }
 }
 
 template <int ACT>
-void dw_all(const float* x, const float* w, const float* b, float* y, const DepthwiseShape& s) {
+void dw_all(const float* x, const float* w, const float* b, const float* r, float* y, const DepthwiseShape& s) {
   int c0 = 0;
-  for (; c0 + 16 <= s.c; c0 += 16) dw_channels<16, ACT>(x, w, b, y, s, c0);
-  for (; c0 + 8 <= s.c; c0 += 8) dw_channels<8, ACT>(x, w, b, y, s, c0);
-  for (; c0 < s.c; ++c0) dw_channels<1, ACT>(x, w, b, y, s, c0);
+  for (; c0 + 16 <= s.c; c0 += 16) dw_channels<16, ACT>(x, w, b, r, y, s, c0);
+  for (; c0 + 8 <= s.c; c0 += 8) dw_channels<8, ACT>(x, w, b, r, y, s, c0);
+  for (; c0 < s.c; ++c0) dw_channels<1, ACT>(x, w, b, r, y, s, c0);
 }
 
 // ---- pointwise (1x1 conv) ----------------------------------------------------------------------
@@ -175,14 +186,148 @@ void pw_dispatch(const float* x, const float* w, const float* b, const float* r,
   }
 }
 
+
+// ---- 2x bilinear upsampling (half-pixel centres, edges clamped) ---------------------------------
+
+// Source index pair and weight of the second for output o of an exact 2x upsampling of n: torch's
+// align_corners=False rule, src = max(0, (o + 0.5) / 2 - 0.5).
+inline void up2_taps(int o, int n, int& i0, int& i1, float& l) {
+  const float src = std::max(0.f, (o + 0.5f) * 0.5f - 0.5f);
+  i0 = std::min((int)src, n - 1);
+  i1 = std::min(i0 + 1, n - 1);
+  l = src - (float)i0;
+}
+
+template <int NB>
+void up2_channels(const float* __restrict x, float* __restrict y, int h, int w, int c, int c0) {
+  using V = typename VecOf<NB>::T;
+  const int out_w = 2 * w;
+  for (int oy = 0; oy < 2 * h; ++oy) {
+    int y0, y1;
+    float ly;
+    up2_taps(oy, h, y0, y1, ly);
+    const float* r0 = x + (long)y0 * w * c + c0;
+    const float* r1 = x + (long)y1 * w * c + c0;
+    float* out = y + (long)oy * out_w * c + c0;
+    for (int ox = 0; ox < out_w; ++ox) {
+      int x0, x1;
+      float lx;
+      up2_taps(ox, w, x0, x1, lx);
+      const V top = load<V>(r0 + (long)x0 * c) * (1.f - lx) + load<V>(r0 + (long)x1 * c) * lx;
+      const V bottom = load<V>(r1 + (long)x0 * c) * (1.f - lx) + load<V>(r1 + (long)x1 * c) * lx;
+      store(out + (long)ox * c, top * (1.f - ly) + bottom * ly);
+    }
+  }
+}
+
+// ---- dense conv on the uint8 frame (the first layer) --------------------------------------------
+
+// y = act(b + conv(x)) with x uint8 NHWC (few channels) and w (kh, kw, cin, cout). The frame is
+// widened to float once (each input value is used by ~kh*kw/stride^2 outputs, and a float operand
+// is one broadcast-FMA, a byte is three instructions); no padded copy is made.
+template <int NB, int ACT>
+inline void conv_u8_border(const float* __restrict x, const float* __restrict w, const float* __restrict b,
+                           float* __restrict y, const DenseShape& s, int oy, int ox, int n0) {
+  using V = typename VecOf<NB>::T;
+  const int iy0 = oy * s.stride - s.pad_top, ix0 = ox * s.stride - s.pad_left;
+  const int ky0 = std::max(0, -iy0), ky1 = std::min(s.kh, s.h - iy0);
+  const int kx0 = std::max(0, -ix0), kx1 = std::min(s.kw, s.w - ix0);
+  V acc = load<V>(b + n0);
+  for (int ky = ky0; ky < ky1; ++ky) {
+    const float* xp = x + ((long)(iy0 + ky) * s.w + ix0 + kx0) * s.cin;
+    const float* wp = w + ((long)ky * s.kw + kx0) * s.cin * s.cout + n0;
+    const int taps = (kx1 - kx0) * s.cin;
+    for (int t = 0; t < taps; ++t) acc += xp[t] * load<V>(wp + (long)t * s.cout);
+  }
+  store(y + ((long)oy * s.out_w + ox) * s.cout + n0, activate<ACT>(acc));
+}
+
+// PX output pixels of one row with windows inside the frame: independent accumulators keep the
+// FMA pipeline full and each weight vector is loaded once for all of them.
+template <int NB, int PX, int ACT>
+inline void conv_u8_tile(const float* __restrict x, const float* __restrict w, const float* __restrict b,
+                         float* __restrict y, const DenseShape& s, int oy, int ox, int n0) {
+  using V = typename VecOf<NB>::T;
+  V acc[PX];
+  const V bias = load<V>(b + n0);
+#pragma GCC unroll 8
+  for (int p = 0; p < PX; ++p) acc[p] = bias;
+  const long step = (long)s.stride * s.cin;
+  const int taps = s.kw * s.cin;
+  for (int ky = 0; ky < s.kh; ++ky) {
+    const float* xp = x + ((long)(oy * s.stride - s.pad_top + ky) * s.w + ox * s.stride - s.pad_left) * s.cin;
+    const float* wp = w + (long)ky * taps * s.cout + n0;
+    for (int t = 0; t < taps; ++t) {
+      const V wv = load<V>(wp + (long)t * s.cout);
+#pragma GCC unroll 8
+      for (int p = 0; p < PX; ++p) acc[p] += xp[p * step + t] * wv;
+    }
+  }
+  float* yp = y + ((long)oy * s.out_w + ox) * s.cout + n0;
+#pragma GCC unroll 8
+  for (int p = 0; p < PX; ++p) store(yp + (long)p * s.cout, activate<ACT>(acc[p]));
+}
+
+template <int NB, int ACT>
+void conv_u8_channels(const float* x, const float* w, const float* b, float* y, const DenseShape& s,
+                      int n0) {
+  constexpr int PX = NB == 8 ? 8 : 4;
+  int first = 0;
+  while (first < s.out_w && first * s.stride - s.pad_left < 0) ++first;
+  int last = s.out_w;
+  while (last > first && (last - 1) * s.stride - s.pad_left + s.kw > s.w) --last;
+  for (int oy = 0; oy < s.out_h; ++oy) {
+    const int iy0 = oy * s.stride - s.pad_top;
+    if (iy0 < 0 || iy0 + s.kh > s.h) {
+      for (int ox = 0; ox < s.out_w; ++ox) conv_u8_border<NB, ACT>(x, w, b, y, s, oy, ox, n0);
+      continue;
+    }
+    int ox = 0;
+    for (; ox < first; ++ox) conv_u8_border<NB, ACT>(x, w, b, y, s, oy, ox, n0);
+    for (; ox + PX <= last; ox += PX) conv_u8_tile<NB, PX, ACT>(x, w, b, y, s, oy, ox, n0);
+    for (; ox < last; ++ox) conv_u8_tile<NB, 1, ACT>(x, w, b, y, s, oy, ox, n0);
+    for (; ox < s.out_w; ++ox) conv_u8_border<NB, ACT>(x, w, b, y, s, oy, ox, n0);
+  }
+}
+
+template <int ACT>
+void conv_u8_all(const unsigned char* frame, const float* w, const float* b, float* y, const DenseShape& s) {
+  thread_local std::vector<float> widened;   // reused across frames
+  const long count = (long)s.h * s.w * s.cin;
+  widened.resize(count);
+  float* x = widened.data();
+  for (long i = 0; i < count; ++i) x[i] = frame[i];
+  int n0 = 0;
+  for (; n0 + 16 <= s.cout; n0 += 16) conv_u8_channels<16, ACT>(x, w, b, y, s, n0);
+  for (; n0 + 8 <= s.cout; n0 += 8) conv_u8_channels<8, ACT>(x, w, b, y, s, n0);
+  for (; n0 < s.cout; ++n0) conv_u8_channels<1, ACT>(x, w, b, y, s, n0);
+}
+
 }  // namespace
 
-void depthwise(const float* x, const float* w, const float* b, float* y, const DepthwiseShape& s, int act) {
+void upsample2x(const float* x, float* y, int h, int w, int c) {
+  int c0 = 0;
+  for (; c0 + 16 <= c; c0 += 16) up2_channels<16>(x, y, h, w, c, c0);
+  for (; c0 + 8 <= c; c0 += 8) up2_channels<8>(x, y, h, w, c, c0);
+  for (; c0 < c; ++c0) up2_channels<1>(x, y, h, w, c, c0);
+}
+
+void conv_u8(const unsigned char* x, const float* w, const float* b, float* y, const DenseShape& s, int act) {
   switch (act) {
-    case kRelu: dw_all<kRelu>(x, w, b, y, s); break;
-    case kRelu6: dw_all<kRelu6>(x, w, b, y, s); break;
-    case kHardSwish: dw_all<kHardSwish>(x, w, b, y, s); break;
-    default: dw_all<kNone>(x, w, b, y, s); break;
+    case kRelu: conv_u8_all<kRelu>(x, w, b, y, s); break;
+    case kRelu6: conv_u8_all<kRelu6>(x, w, b, y, s); break;
+    case kHardSwish: conv_u8_all<kHardSwish>(x, w, b, y, s); break;
+    default: conv_u8_all<kNone>(x, w, b, y, s); break;
+  }
+}
+
+void depthwise(const float* x, const float* w, const float* b, const float* residual, float* y,
+               const DepthwiseShape& s, int act) {
+  switch (act) {
+    case kRelu: dw_all<kRelu>(x, w, b, residual, y, s); break;
+    case kRelu6: dw_all<kRelu6>(x, w, b, residual, y, s); break;
+    case kHardSwish: dw_all<kHardSwish>(x, w, b, residual, y, s); break;
+    default: dw_all<kNone>(x, w, b, residual, y, s); break;
   }
 }
 

@@ -12,10 +12,20 @@ struct DepthwiseShape {
   int out_h, out_w;
 };
 
+struct DenseShape {
+  int h, w, cin;             // uint8 input (NHWC, batch 1)
+  int kh, kw, stride, cout;
+  int pad_top, pad_left;
+  int out_h, out_w;
+};
+
 #define HOLOCAM_DECLARE_KERNELS(isa)                                                                   \
   namespace isa {                                                                                      \
-  void depthwise(const float* x, const float* w, const float* b, float* y, const DepthwiseShape& s,   \
-                 int act);                                                                             \
+  void depthwise(const float* x, const float* w, const float* b, const float* residual, float* y,     \
+                 const DepthwiseShape& s, int act);                                                    \
+  void upsample2x(const float* x, float* y, int h, int w, int c);                                      \
+  void conv_u8(const unsigned char* x, const float* w, const float* b, float* y, const DenseShape& s,  \
+               int act);                                                                               \
   void pointwise(const float* x, const float* w, const float* b, const float* residual, float* y,     \
                  long pixels, long k_in, long n_out, int act);                                         \
   }

@@ -17,14 +17,18 @@ struct Kernels {
   const char* isa;
   decltype(&generic::depthwise) depthwise;
   decltype(&generic::pointwise) pointwise;
+  decltype(&generic::upsample2x) upsample2x;
+  decltype(&generic::conv_u8) conv_u8;
 };
+
+#define HOLOCAM_KERNELS_OF(isa) Kernels{#isa, &isa::depthwise, &isa::pointwise, &isa::upsample2x, &isa::conv_u8}
 
 // The best build this CPU runs, or the one HOLOCAM_KERNELS_ISA names when the CPU can run it
 // (tests use that to exercise every build on one machine).
 Kernels pick() {
   const char* wanted = std::getenv("HOLOCAM_KERNELS_ISA");
   const std::string want = wanted ? wanted : "";
-  const Kernels generic_build{"generic", &generic::depthwise, &generic::pointwise};
+  const Kernels generic_build = HOLOCAM_KERNELS_OF(generic);
 #if defined(HOLOCAM_X86_VARIANTS)
   __builtin_cpu_init();
   // x86-64-v4 (what -march=x86-64-v4 may use) and x86-64-v3.
@@ -33,8 +37,8 @@ Kernels pick() {
                   __builtin_cpu_supports("avx512cd");
   const bool v3 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
                   __builtin_cpu_supports("bmi2");
-  const Kernels avx512_build{"avx512", &avx512::depthwise, &avx512::pointwise};
-  const Kernels avx2_build{"avx2", &avx2::depthwise, &avx2::pointwise};
+  const Kernels avx512_build = HOLOCAM_KERNELS_OF(avx512);
+  const Kernels avx2_build = HOLOCAM_KERNELS_OF(avx2);
   if (want == "generic") return generic_build;
   if (want == "avx2" && v3) return avx2_build;
   if ((want.empty() || want == "avx512") && v4) return avx512_build;
@@ -61,7 +65,8 @@ void check_dense(const at::Tensor& t, const char* op, const char* name, int64_t 
 }
 
 at::Tensor depthwise(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, int64_t stride,
-                     int64_t pad_top, int64_t pad_left, int64_t out_h, int64_t out_w, int64_t act) {
+                     int64_t pad_top, int64_t pad_left, int64_t out_h, int64_t out_w, int64_t act,
+                     const std::optional<at::Tensor>& residual) {
   check_nhwc(x, "holocam::depthwise", "input");
   check_dense(w, "holocam::depthwise", "weight (kh, kw, C)", 3);
   check_dense(b, "holocam::depthwise", "bias", 1);
@@ -72,10 +77,48 @@ at::Tensor depthwise(const at::Tensor& x, const at::Tensor& w, const at::Tensor&
               "holocam::depthwise: stride, padding or output size out of range");
   TORCH_CHECK(act >= kNone && act <= kHardSwish, "holocam::depthwise: unknown activation ", act);
   at::Tensor y = at::empty({1, c, out_h, out_w}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
+  const float* r = nullptr;
+  if (residual.has_value()) {
+    check_nhwc(*residual, "holocam::depthwise", "residual");
+    TORCH_CHECK(residual->sizes() == y.sizes(), "holocam::depthwise: residual ", residual->sizes(),
+                " is not the output's shape ", y.sizes());
+    r = residual->const_data_ptr<float>();
+  }
   const DepthwiseShape s{(int)x.size(2), (int)x.size(3), (int)c, (int)w.size(0), (int)w.size(1), (int)stride,
                          (int)pad_top, (int)pad_left, (int)out_h, (int)out_w};
-  kernels().depthwise(x.const_data_ptr<float>(), w.const_data_ptr<float>(), b.const_data_ptr<float>(),
+  kernels().depthwise(x.const_data_ptr<float>(), w.const_data_ptr<float>(), b.const_data_ptr<float>(), r,
                       y.mutable_data_ptr<float>(), s, (int)act);
+  return y;
+}
+
+at::Tensor upsample2x(const at::Tensor& x) {
+  check_nhwc(x, "holocam::upsample2x", "input");
+  at::Tensor y = at::empty({1, x.size(1), 2 * x.size(2), 2 * x.size(3)},
+                           x.options().memory_format(at::MemoryFormat::ChannelsLast));
+  kernels().upsample2x(x.const_data_ptr<float>(), y.mutable_data_ptr<float>(), (int)x.size(2), (int)x.size(3),
+                       (int)x.size(1));
+  return y;
+}
+
+at::Tensor conv_u8(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, int64_t stride, int64_t pad_top,
+                   int64_t pad_left, int64_t out_h, int64_t out_w, int64_t act) {
+  TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == at::kByte && x.dim() == 4 && x.size(0) == 1 &&
+              x.is_contiguous(), "holocam::conv_u8: input must be a contiguous uint8 (1, H, W, C) CPU tensor, got ",
+              x.scalar_type(), " ", x.sizes());
+  check_dense(w, "holocam::conv_u8", "weight (kh, kw, cin, cout)", 4);
+  check_dense(b, "holocam::conv_u8", "bias", 1);
+  const int64_t cout = w.size(3);
+  TORCH_CHECK(w.size(2) == x.size(3) && b.size(0) == cout, "holocam::conv_u8: weight ", w.sizes(), " and bias ",
+              b.sizes(), " do not match ", x.size(3), " input channels");
+  TORCH_CHECK(stride >= 1 && pad_top >= 0 && pad_left >= 0 && out_h >= 1 && out_w >= 1,
+              "holocam::conv_u8: stride, padding or output size out of range");
+  TORCH_CHECK(act >= kNone && act <= kHardSwish, "holocam::conv_u8: unknown activation ", act);
+  at::Tensor y = at::empty({1, cout, out_h, out_w},
+                           at::TensorOptions().dtype(at::kFloat).memory_format(at::MemoryFormat::ChannelsLast));
+  const DenseShape s{(int)x.size(1), (int)x.size(2), (int)x.size(3), (int)w.size(0), (int)w.size(1), (int)stride,
+                     (int)cout, (int)pad_top, (int)pad_left, (int)out_h, (int)out_w};
+  kernels().conv_u8(x.const_data_ptr<uint8_t>(), w.const_data_ptr<float>(), b.const_data_ptr<float>(),
+                    y.mutable_data_ptr<float>(), s, (int)act);
   return y;
 }
 
@@ -109,6 +152,9 @@ std::string isa() { return kernels().isa; }
 
 TORCH_LIBRARY(holocam, m) {
   m.def("depthwise(Tensor x, Tensor w, Tensor b, int stride, int pad_top, int pad_left, int out_h, int out_w, "
+        "int act, Tensor? residual=None) -> Tensor");
+  m.def("upsample2x(Tensor x) -> Tensor");
+  m.def("conv_u8(Tensor x, Tensor w, Tensor b, int stride, int pad_top, int pad_left, int out_h, int out_w, "
         "int act) -> Tensor");
   m.def("pointwise(Tensor x, Tensor w, Tensor b, Tensor? residual, int act) -> Tensor");
   m.def("isa() -> str", holocam::isa);
@@ -117,4 +163,6 @@ TORCH_LIBRARY(holocam, m) {
 TORCH_LIBRARY_IMPL(holocam, CPU, m) {
   m.impl("depthwise", holocam::depthwise);
   m.impl("pointwise", holocam::pointwise);
+  m.impl("upsample2x", holocam::upsample2x);
+  m.impl("conv_u8", holocam::conv_u8);
 }

@@ -201,6 +201,7 @@ class _DepthwiseKernel(nn.Module):
         self.stride, self.pad_top, self.pad_left = stride, pad_top, pad_left
         self.out_h, self.out_w = out_size
         self.act_code = ACTIVATIONS[activation_name]
+        self.add_input = False   # set by _fuse: x + act(conv(x)), the ADD after a stride-1 depthwise
 
     def fuse_activation(self, kind: str) -> bool:
         if self.act_code != 0 or kind not in ACTIVATIONS:
@@ -210,7 +211,29 @@ class _DepthwiseKernel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.holocam.depthwise(x, self.weight, self.bias, self.stride, self.pad_top, self.pad_left,
-                                           self.out_h, self.out_w, self.act_code)
+                                           self.out_h, self.out_w, self.act_code,
+                                           x if self.add_input else None)
+
+
+class _FrameConvKernel(nn.Module):
+    """The first CONV_2D on the uint8 frame itself (holocam.conv_u8), rgb/255 folded into the weights.
+
+    Replaces the pad, the float conversion and the oneDNN conv of the stock path, with the
+    activation in the same pass; TF SAME's trailing padding is the kernel's window clipping.
+    """
+
+    def __init__(self, weight_hwio: torch.Tensor, bias: torch.Tensor, stride: int, pad_top: int, pad_left: int,
+                 out_size: tuple[int, int], activation_name: str) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(weight_hwio, requires_grad=False)      # (kh, kw, cin, cout)
+        self.bias = nn.Parameter(bias.contiguous(), requires_grad=False)
+        self.stride, self.pad_top, self.pad_left = stride, pad_top, pad_left
+        self.out_h, self.out_w = out_size
+        self.act_code = ACTIVATIONS[activation_name]
+
+    def forward(self, frame: torch.Tensor) -> torch.Tensor:
+        return torch.ops.holocam.conv_u8(frame, self.weight, self.bias, self.stride, self.pad_top, self.pad_left,
+                                         self.out_h, self.out_w, self.act_code)
 
 
 class _TransposeConv(nn.Module):
@@ -275,12 +298,18 @@ class _Mean(nn.Module):
 
 
 class _Resize(nn.Module):
-    def __init__(self, size: tuple[int, int], align_corners: bool) -> None:
+    """RESIZE_BILINEAR; with `kernel`, an exact 2x half-pixel upsampling runs as holocam.upsample2x
+    (~2.5x faster than upsample_bilinear2d on these channels-last maps, same formula)."""
+
+    def __init__(self, size: tuple[int, int], align_corners: bool, kernel: bool = False) -> None:
         super().__init__()
         self.size = size
         self.align_corners = align_corners
+        self.kernel = kernel
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kernel:
+            return torch.ops.holocam.upsample2x(x)
         return F.interpolate(x, size=self.size, mode="bilinear", align_corners=self.align_corners)
 
 
@@ -432,6 +461,17 @@ def _fuse(net: "SelfieNet", graph: TFLiteGraph, pos: int,
 
     nxt = only_reader(op.outputs[0])
     after = graph.ops[nxt] if nxt is not None else None
+    if op.kind == "DEPTHWISE_CONV_2D" and op.options["activation"] == "NONE" and after is not None \
+            and after.kind in _IN_PLACE_ACTIVATIONS:
+        add_pos = only_reader(after.outputs[0])
+        add = graph.ops[add_pos] if add_pos is not None else None
+        step = net._conv(graph, op)
+        if isinstance(step, _DepthwiseKernel) and add is not None and add.kind == "ADD" \
+                and add.options["activation"] == "NONE" and sorted(add.inputs[:2]) == sorted((op.inputs[0], after.outputs[0])) \
+                and tuple(graph.tensors[op.inputs[0]].shape) == tuple(graph.tensors[add.outputs[0]].shape):
+            step.fuse_activation(after.kind)
+            step.add_input = True     # x + act(depthwise(x)) in one pass
+            return step, [op.inputs[0]], add.outputs[0], [nxt, add_pos]
     if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D") and op.options["activation"] == "NONE" \
             and after is not None and after.kind in _IN_PLACE_ACTIVATIONS:
         step = net._conv(graph, op)
@@ -540,6 +580,7 @@ class SelfieNet(nn.Module):
         # first conv absorbed the scale and wants its trailing SAME padding already in place.
         self.input_divisor: float | None = 255.0
         self.input_pad = (0, 0)   # zero rows after the bottom, columns after the right
+        self.input_raw = False    # the first step takes the uint8 NHWC frame (holocam.conv_u8)
         if fuse:
             self._fold_input_conv(graph, readers)
         self._check_dataflow(graph)
@@ -573,6 +614,17 @@ class SelfieNet(nn.Module):
             left, right = _same_padding(self.width, kw, stride[1], 1)
         else:
             top = bottom = left = right = 0
+        if step.activation is None:
+            kind = "NONE"
+        else:
+            kind = step.activation.kind if isinstance(step.activation, _InPlace) else op.options["activation"]
+        if self.kernels and stride[0] == stride[1] and kind in ACTIVATIONS:
+            _, out_h, out_w, _ = graph.tensors[op.outputs[0]].shape
+            bias = step.conv.bias.detach() if step.conv.bias is not None else torch.zeros(weight.shape[0])
+            self.steps[0] = _FrameConvKernel(weight.permute(2, 3, 1, 0).contiguous(), bias, stride[0], top, left,
+                                             (out_h, out_w), kind)
+            self.input_divisor, self.input_raw = None, True
+            return
         if top or left:
             return
         conv = nn.Conv2d(weight.shape[1], weight.shape[0], (kh, kw), stride=stride, bias=step.conv.bias is not None)
@@ -584,7 +636,12 @@ class SelfieNet(nn.Module):
         self.input_divisor, self.input_pad = None, (bottom, right)
 
     def prepare(self, rgb: torch.Tensor) -> torch.Tensor:
-        """uint8 (1, H, W, 3) RGB -> this network's input (float, NCHW view of channels-last memory)."""
+        """uint8 (1, H, W, 3) RGB -> this network's input (float, NCHW view of channels-last memory).
+
+        With the fused kernels the first conv reads the uint8 frame itself: it goes in unchanged.
+        """
+        if self.input_raw:
+            return rgb
         if self.input_pad != (0, 0):
             rgb = F.pad(rgb, (0, 0, 0, self.input_pad[1], 0, self.input_pad[0]))
         # permute of an NHWC tensor is a channels_last NCHW view: no copy, and the convs run
@@ -663,7 +720,9 @@ class SelfieNet(nn.Module):
                 raise ModelError(f"{source}: RESIZE_BILINEAR #{op.index} with align_corners="
                                  f"{op.options['align_corners']} and half_pixel_centers="
                                  f"{op.options['half_pixel_centers']} has no torch equivalent")
-            return _Resize((out_shape[1], out_shape[2]), op.options["align_corners"]), [first]
+            doubles = (out_shape[1], out_shape[2]) == (2 * in_shape[1], 2 * in_shape[2])
+            return _Resize((out_shape[1], out_shape[2]), op.options["align_corners"],
+                           kernel=self.kernels and doubles and not op.options["align_corners"]), [first]
         raise ModelError(f"{source}: op {kind} is not supported by the PyTorch port: use the MediaPipe "
                          f"selfie-segmentation files")
 

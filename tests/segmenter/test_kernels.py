@@ -91,6 +91,43 @@ def test_pointwise_matches_stock_torch(k_in, n_out, size, act, residual):
     torch.testing.assert_close(out, expected, atol=2e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("with_residual", [False, True])
+def test_depthwise_adds_a_residual_after_the_activation(with_residual):
+    x = _nhwc(1, 24, 13, 10, seed=5)
+    weight, bias = torch.randn(3, 3, 24), torch.randn(24)
+    expected, (top, left) = _reference_depthwise(x, weight, bias, 1, "RELU")
+    residual = _nhwc(1, 24, 13, 10, seed=6) if with_residual else None
+    out = torch.ops.holocam.depthwise(x, weight, bias, 1, top, left, 13, 10, ACTIVATIONS["RELU"], residual)
+    torch.testing.assert_close(out, expected + residual if with_residual else expected, atol=2e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("channels,size", [(16, (64, 64)), (24, (16, 16)), (16, (9, 16)), (5, (3, 7)), (8, (1, 1))])
+def test_upsample2x_matches_torch_bilinear_half_pixel(channels, size):
+    x = _nhwc(1, channels, *size, seed=channels)
+    expected = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+    out = torch.ops.holocam.upsample2x(x)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("act", ["NONE", "RELU", "HARD_SWISH"])
+@pytest.mark.parametrize("size,kernel,stride,cout", [((256, 256), 3, 2, 16), ((255, 17), 3, 2, 16), ((9, 8), 3, 1, 24),
+                                                     ((5, 6), 5, 2, 3), ((2, 2), 3, 2, 8)])
+def test_conv_u8_matches_a_float_conv_of_the_frame(size, kernel, stride, cout, act):
+    frame = torch.randint(0, 256, (1, *size, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(7))
+    weight = torch.randn((kernel, kernel, 3, cout), generator=torch.Generator().manual_seed(8)) / 255.0
+    bias = torch.randn(cout, generator=torch.Generator().manual_seed(9))
+    x = frame.permute(0, 3, 1, 2).float()
+    top, bottom = _same_padding(size[0], kernel, stride, 1)
+    left, right = _same_padding(size[1], kernel, stride, 1)
+    expected = F.conv2d(F.pad(x, (left, right, top, bottom)), weight.permute(3, 2, 0, 1), bias, stride=stride)
+    expected = _activate(expected, act)
+    out = torch.ops.holocam.conv_u8(frame, weight, bias, stride, top, left, expected.shape[2], expected.shape[3],
+                                    ACTIVATIONS[act])
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-5)
+
+
 @pytest.mark.filterwarnings(r"ignore:`torch\.jit\.trace` is deprecated:DeprecationWarning")
 def test_kernels_are_traced_as_torch_ops():
     x = _nhwc(1, 16, 8, 8)
@@ -120,6 +157,12 @@ def test_isa_is_one_of_the_builds(kernels):
      "residual"),
     (lambda x: torch.ops.holocam.pointwise(torch.cat([x, x]), torch.randn(16, 4), torch.randn(4), None, 0),
      "(1, C, H, W)"),
+    (lambda x: torch.ops.holocam.depthwise(x, torch.randn(3, 3, 16), torch.randn(16), 1, 1, 1, 8, 8, 0,
+                                           _nhwc(1, 16, 4, 4)), "residual"),
+    (lambda x: torch.ops.holocam.upsample2x(x.contiguous()), "channels_last"),
+    (lambda x: torch.ops.holocam.conv_u8(x, torch.randn(3, 3, 3, 16), torch.randn(16), 2, 0, 0, 4, 4, 0), "uint8"),
+    (lambda x: torch.ops.holocam.conv_u8(torch.zeros(1, 8, 8, 4, dtype=torch.uint8), torch.randn(3, 3, 3, 16),
+                                         torch.randn(16), 2, 0, 0, 4, 4, 0), "do not match"),
 ])
 def test_bad_arguments_raise_instead_of_reading_out_of_bounds(call, message):
     with pytest.raises(RuntimeError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -182,8 +225,8 @@ def test_lower_builds_match_stock_torch_and_litert(isa, kernels):
     env = {**os.environ, "HOLOCAM_KERNELS": "1", "HOLOCAM_KERNELS_ISA": isa}
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         "tests/segmenter/test_kernels.py", "-k", "matches_stock_torch or isa_is_one",
-         "tests/segmenter/test_selfie_parity.py", "-k", "matches_stock_torch or isa_is_one or match_litert"],
+         "tests/segmenter/test_kernels.py", "tests/segmenter/test_selfie_parity.py",
+         "-k", "matches or residual or isa_is_one or match_litert"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and "failed" not in result.stdout

@@ -179,7 +179,14 @@ def test_kernels_take_every_depthwise_conv_and_the_residual_adds(name):
     assert "_DepthwiseKernel" not in [type(step).__name__ for step in stock.steps]
     residual = [i for i, step in enumerate(kernels.steps) if getattr(step, "residual", False)]
     assert residual and all(len(kernels.step_inputs[i]) == 2 for i in residual)
-    assert len(kernels.steps) == len(stock.steps) - len(residual)   # each residual ADD joined its conv
+    depthwise_add = [step for step in kernels.steps if getattr(step, "add_input", False)]
+    assert len(depthwise_add) == 3    # the decoder's x + relu(depthwise(x)) at three scales
+    # Each residual ADD joined its conv or depthwise.
+    assert len(kernels.steps) == len(stock.steps) - len(residual) - len(depthwise_add)
+    # The first conv reads the uint8 frame; the decoder's 2x upsamplings run as holocam.upsample2x.
+    assert kinds[0] == "_FrameConvKernel" and kernels.input_raw and not stock.input_raw
+    upsamplings = [m for m in kernels.modules() if type(m).__name__ == "_Resize"]
+    assert len(upsamplings) == 3 and all(m.kernel for m in upsamplings)
 
 
 @pytest.mark.parametrize("name", MODELS)
