@@ -4,7 +4,9 @@
     python bench/bench_model.py --quick      # 40 runs, a smoke check (not for figures)
     python bench/bench_model.py --compile    # also torch.compile (inductor); ~1 min compile per model
 
-Every case is one frame through the model as a segmenter serves it: uint8 RGB at model size in,
+Runners: torch_fast (what the segmenter serves: fused graph + the fused NHWC kernels),
+torch_stock (the same graph on stock torch ops: what the kernels buy), torch_unfused (traced, no
+graph fusions), torch_eager, LiteRT. Every case is one frame through the model as a segmenter serves it: uint8 RGB at model size in,
 uint8 mask out (torch: `SelfieSegmentation.segment`; LiteRT: rgb/255 -> set_tensor -> invoke ->
 get_tensor -> round). Both models, 1 and 2 threads. The runners take turns in blocks of 20
 frames, so all of them see the same machine load while each block runs with warm caches;
@@ -27,6 +29,7 @@ import numpy as np
 import skimage.data
 import torch
 
+from segmenter.kernels import load as load_kernels
 from segmenter.model.selfie import (SELFIE_SPECS, ProbabilityPipeline, SelfieNet, SelfieSegmentation,
                                     keep_frame_buffers_in_heap, load_selfie)
 from segmenter.model.tflite_graph import read_tflite
@@ -83,7 +86,7 @@ def _compiled_runner(name: str) -> tuple[Runner, float]:
 
 def _unfused_runner(name: str) -> Runner:
     """The traced path without the graph fusions (in-place activations, folded gates, input conv,
-    one-GEMM output layer): what those fusions buy, measured in the same run."""
+    one-GEMM output layer) nor the fused kernels: what those fusions buy, measured in the same run."""
     net = SelfieNet(read_tflite(weights_path(name)), fuse=False)
     return SelfieSegmentation(net, name, fast=True).segment
 
@@ -124,7 +127,7 @@ def run(quick: bool = False, compile_too: bool = False) -> dict:
                 f"of {BLOCK} frames",
         "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
                     "torch": torch.__version__, "load_average_start": os.getloadavg(),
-                    "glibc_malloc_keeps_buffers": malloc_tuned},
+                    "glibc_malloc_keeps_buffers": malloc_tuned, "fused_kernels": load_kernels()},
         "cases": [],
     }
     default_threads = torch.get_num_threads()
@@ -139,7 +142,9 @@ def run(quick: bool = False, compile_too: bool = False) -> dict:
             for threads in THREADS:
                 torch.set_num_threads(threads)
                 fast, eager = load_selfie(name, fast=True), load_selfie(name, fast=False)
-                runners: dict[str, Runner] = {"torch_fast": fast.segment, "torch_unfused": _unfused_runner(name),
+                stock = load_selfie(name, fast=True, kernels=False)
+                runners: dict[str, Runner] = {"torch_fast": fast.segment, "torch_stock": stock.segment,
+                                              "torch_unfused": _unfused_runner(name),
                                               "torch_eager": eager.segment,
                                               "litert": _litert_runner(name, threads)}
                 if compiled is not None:
@@ -148,6 +153,8 @@ def run(quick: bool = False, compile_too: bool = False) -> dict:
                 litert_ms = stats["litert"]["median_ms"]
                 case = {"model": name, "threads": threads, **stats,
                         "ratio_fast_to_litert": stats["torch_fast"]["median_ms"] / litert_ms,
+                        "ratio_stock_to_litert": stats["torch_stock"]["median_ms"] / litert_ms,
+                        "kernels_speedup": stats["torch_stock"]["median_ms"] / stats["torch_fast"]["median_ms"],
                         "ratio_unfused_to_litert": stats["torch_unfused"]["median_ms"] / litert_ms,
                         "ratio_eager_to_litert": stats["torch_eager"]["median_ms"] / litert_ms}
                 if compiled is not None:
@@ -186,7 +193,7 @@ def _plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     cases = results["cases"]
-    runners = [key for key in ("torch_eager", "torch_unfused", "torch_fast", "torch_compile", "litert")
+    runners = [key for key in ("torch_eager", "torch_unfused", "torch_stock", "torch_fast", "torch_compile", "litert")
                if key in cases[0]]
     labels = [f"{case['model']}\n{case['threads']} thread(s)" for case in cases]
     x = np.arange(len(cases))
@@ -217,13 +224,14 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     results = run(quick=args.quick, compile_too=args.compile)
-    print(f"{'model':18s}{'threads':>8s}{'fast ms':>10s}{'unfused ms':>12s}{'eager ms':>10s}{'LiteRT ms':>11s}"
-          f"{'fast/LiteRT':>13s}{'unfused/LiteRT':>16s}")
+    print(f"{'model':18s}{'threads':>8s}{'fast ms':>10s}{'stock ms':>10s}{'unfused ms':>12s}{'eager ms':>10s}"
+          f"{'LiteRT ms':>11s}{'fast/LiteRT':>13s}{'stock/LiteRT':>14s}{'unfused/LiteRT':>16s}")
     for case in results["cases"]:
         print(f"{case['model']:18s}{case['threads']:>8d}{case['torch_fast']['median_ms']:>10.2f}"
-              f"{case['torch_unfused']['median_ms']:>12.2f}"
+              f"{case['torch_stock']['median_ms']:>10.2f}{case['torch_unfused']['median_ms']:>12.2f}"
               f"{case['torch_eager']['median_ms']:>10.2f}{case['litert']['median_ms']:>11.2f}"
-              f"{case['ratio_fast_to_litert']:>12.2f}x{case['ratio_unfused_to_litert']:>15.2f}x")
+              f"{case['ratio_fast_to_litert']:>12.2f}x{case['ratio_stock_to_litert']:>13.2f}x"
+              f"{case['ratio_unfused_to_litert']:>15.2f}x")
     print(f"torch_over_litert (selfie, 1 thread): {results['torch_over_litert']:.2f}")
     if "compile_seconds" in results:
         for case in results["cases"]:

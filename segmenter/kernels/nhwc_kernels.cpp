@@ -11,7 +11,6 @@
 #include "nhwc_kernels.h"
 
 #include <algorithm>
-#include <vector>
 
 namespace holocam {
 namespace HOLOCAM_ISA {
@@ -110,7 +109,7 @@ void dw_channels(const float* x, const float* w, const float* b, const float* r,
   while (first < s.out_w && first * s.stride - s.pad_left < 0) ++first;
   int last = s.out_w;
   while (last > first && (last - 1) * s.stride - s.pad_left + s.kw > s.w) --last;
-  for (int oy = 0; oy < s.out_h; ++oy) {
+  for (int oy = s.row_begin; oy < s.row_end; ++oy) {
     const int iy0 = oy * s.stride - s.pad_top;
     if (iy0 < 0 || iy0 + s.kh > s.h) {
       for (int ox = 0; ox < s.out_w; ++ox) dw_border<NB, ACT>(x, w, b, r, y, s, oy, ox, c0);
@@ -159,30 +158,30 @@ inline void pw_tile(const float* __restrict x, const float* __restrict w, const 
 
 template <int NB, int ACT, bool RES>
 void pw_columns(const float* x, const float* w, const float* b, const float* r, float* y,
-                long pixels, long k_in, long n_out, long n0) {
+                long p_begin, long p_end, long k_in, long n_out, long n0) {
   constexpr int PX = NB == 1 ? 4 : 8;
-  long p = 0;
-  for (; p + PX <= pixels; p += PX) pw_tile<NB, PX, ACT, RES>(x, w, b, r, y, k_in, n_out, p, n0);
-  for (; p < pixels; ++p) pw_tile<NB, 1, ACT, RES>(x, w, b, r, y, k_in, n_out, p, n0);
+  long p = p_begin;
+  for (; p + PX <= p_end; p += PX) pw_tile<NB, PX, ACT, RES>(x, w, b, r, y, k_in, n_out, p, n0);
+  for (; p < p_end; ++p) pw_tile<NB, 1, ACT, RES>(x, w, b, r, y, k_in, n_out, p, n0);
 }
 
 template <int ACT, bool RES>
 void pw_all(const float* x, const float* w, const float* b, const float* r, float* y,
-            long pixels, long k_in, long n_out) {
+            long p_begin, long p_end, long k_in, long n_out) {
   long n0 = 0;
-  for (; n0 + 16 <= n_out; n0 += 16) pw_columns<16, ACT, RES>(x, w, b, r, y, pixels, k_in, n_out, n0);
-  for (; n0 + 8 <= n_out; n0 += 8) pw_columns<8, ACT, RES>(x, w, b, r, y, pixels, k_in, n_out, n0);
-  for (; n0 < n_out; ++n0) pw_columns<1, ACT, RES>(x, w, b, r, y, pixels, k_in, n_out, n0);
+  for (; n0 + 16 <= n_out; n0 += 16) pw_columns<16, ACT, RES>(x, w, b, r, y, p_begin, p_end, k_in, n_out, n0);
+  for (; n0 + 8 <= n_out; n0 += 8) pw_columns<8, ACT, RES>(x, w, b, r, y, p_begin, p_end, k_in, n_out, n0);
+  for (; n0 < n_out; ++n0) pw_columns<1, ACT, RES>(x, w, b, r, y, p_begin, p_end, k_in, n_out, n0);
 }
 
 template <bool RES>
 void pw_dispatch(const float* x, const float* w, const float* b, const float* r, float* y,
-                 long pixels, long k_in, long n_out, int act) {
+                 long p_begin, long p_end, long k_in, long n_out, int act) {
   switch (act) {
-    case kRelu: pw_all<kRelu, RES>(x, w, b, r, y, pixels, k_in, n_out); break;
-    case kRelu6: pw_all<kRelu6, RES>(x, w, b, r, y, pixels, k_in, n_out); break;
-    case kHardSwish: pw_all<kHardSwish, RES>(x, w, b, r, y, pixels, k_in, n_out); break;
-    default: pw_all<kNone, RES>(x, w, b, r, y, pixels, k_in, n_out); break;
+    case kRelu: pw_all<kRelu, RES>(x, w, b, r, y, p_begin, p_end, k_in, n_out); break;
+    case kRelu6: pw_all<kRelu6, RES>(x, w, b, r, y, p_begin, p_end, k_in, n_out); break;
+    case kHardSwish: pw_all<kHardSwish, RES>(x, w, b, r, y, p_begin, p_end, k_in, n_out); break;
+    default: pw_all<kNone, RES>(x, w, b, r, y, p_begin, p_end, k_in, n_out); break;
   }
 }
 
@@ -199,10 +198,11 @@ inline void up2_taps(int o, int n, int& i0, int& i1, float& l) {
 }
 
 template <int NB>
-void up2_channels(const float* __restrict x, float* __restrict y, int h, int w, int c, int c0) {
+void up2_channels(const float* __restrict x, float* __restrict y, int h, int w, int c, int c0, int row_begin,
+                  int row_end) {
   using V = typename VecOf<NB>::T;
   const int out_w = 2 * w;
-  for (int oy = 0; oy < 2 * h; ++oy) {
+  for (int oy = row_begin; oy < row_end; ++oy) {
     int y0, y1;
     float ly;
     up2_taps(oy, h, y0, y1, ly);
@@ -222,9 +222,9 @@ void up2_channels(const float* __restrict x, float* __restrict y, int h, int w, 
 
 // ---- dense conv on the uint8 frame (the first layer) --------------------------------------------
 
-// y = act(b + conv(x)) with x uint8 NHWC (few channels) and w (kh, kw, cin, cout). The frame is
-// widened to float once (each input value is used by ~kh*kw/stride^2 outputs, and a float operand
-// is one broadcast-FMA, a byte is three instructions); no padded copy is made.
+// y = act(b + conv(x)) with x the frame NHWC (few channels) and w (kh, kw, cin, cout). The caller
+// widens the uint8 frame to float first: each input value is used by ~kh*kw/stride^2 outputs, and a
+// float operand is one broadcast-FMA where a byte is three instructions. No padded copy is made.
 template <int NB, int ACT>
 inline void conv_u8_border(const float* __restrict x, const float* __restrict w, const float* __restrict b,
                            float* __restrict y, const DenseShape& s, int oy, int ox, int n0) {
@@ -276,7 +276,7 @@ void conv_u8_channels(const float* x, const float* w, const float* b, float* y, 
   while (first < s.out_w && first * s.stride - s.pad_left < 0) ++first;
   int last = s.out_w;
   while (last > first && (last - 1) * s.stride - s.pad_left + s.kw > s.w) --last;
-  for (int oy = 0; oy < s.out_h; ++oy) {
+  for (int oy = s.row_begin; oy < s.row_end; ++oy) {
     const int iy0 = oy * s.stride - s.pad_top;
     if (iy0 < 0 || iy0 + s.kh > s.h) {
       for (int ox = 0; ox < s.out_w; ++ox) conv_u8_border<NB, ACT>(x, w, b, y, s, oy, ox, n0);
@@ -291,12 +291,7 @@ void conv_u8_channels(const float* x, const float* w, const float* b, float* y, 
 }
 
 template <int ACT>
-void conv_u8_all(const unsigned char* frame, const float* w, const float* b, float* y, const DenseShape& s) {
-  thread_local std::vector<float> widened;   // reused across frames
-  const long count = (long)s.h * s.w * s.cin;
-  widened.resize(count);
-  float* x = widened.data();
-  for (long i = 0; i < count; ++i) x[i] = frame[i];
+void conv_u8_all(const float* x, const float* w, const float* b, float* y, const DenseShape& s) {
   int n0 = 0;
   for (; n0 + 16 <= s.cout; n0 += 16) conv_u8_channels<16, ACT>(x, w, b, y, s, n0);
   for (; n0 + 8 <= s.cout; n0 += 8) conv_u8_channels<8, ACT>(x, w, b, y, s, n0);
@@ -305,14 +300,14 @@ void conv_u8_all(const unsigned char* frame, const float* w, const float* b, flo
 
 }  // namespace
 
-void upsample2x(const float* x, float* y, int h, int w, int c) {
+void upsample2x(const float* x, float* y, int h, int w, int c, int row_begin, int row_end) {
   int c0 = 0;
-  for (; c0 + 16 <= c; c0 += 16) up2_channels<16>(x, y, h, w, c, c0);
-  for (; c0 + 8 <= c; c0 += 8) up2_channels<8>(x, y, h, w, c, c0);
-  for (; c0 < c; ++c0) up2_channels<1>(x, y, h, w, c, c0);
+  for (; c0 + 16 <= c; c0 += 16) up2_channels<16>(x, y, h, w, c, c0, row_begin, row_end);
+  for (; c0 + 8 <= c; c0 += 8) up2_channels<8>(x, y, h, w, c, c0, row_begin, row_end);
+  for (; c0 < c; ++c0) up2_channels<1>(x, y, h, w, c, c0, row_begin, row_end);
 }
 
-void conv_u8(const unsigned char* x, const float* w, const float* b, float* y, const DenseShape& s, int act) {
+void conv_u8(const float* x, const float* w, const float* b, float* y, const DenseShape& s, int act) {
   switch (act) {
     case kRelu: conv_u8_all<kRelu>(x, w, b, y, s); break;
     case kRelu6: conv_u8_all<kRelu6>(x, w, b, y, s); break;
@@ -332,9 +327,9 @@ void depthwise(const float* x, const float* w, const float* b, const float* resi
 }
 
 void pointwise(const float* x, const float* w, const float* b, const float* residual, float* y,
-               long pixels, long k_in, long n_out, int act) {
-  if (residual != nullptr) pw_dispatch<true>(x, w, b, residual, y, pixels, k_in, n_out, act);
-  else pw_dispatch<false>(x, w, b, nullptr, y, pixels, k_in, n_out, act);
+               long p_begin, long p_end, long k_in, long n_out, int act) {
+  if (residual != nullptr) pw_dispatch<true>(x, w, b, residual, y, p_begin, p_end, k_in, n_out, act);
+  else pw_dispatch<false>(x, w, b, nullptr, y, p_begin, p_end, k_in, n_out, act);
 }
 
 }  // namespace HOLOCAM_ISA

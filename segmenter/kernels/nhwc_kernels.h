@@ -10,24 +10,25 @@ struct DepthwiseShape {
   int kh, kw, stride;
   int pad_top, pad_left;     // TF SAME puts any odd extra padding after: only the leading side matters
   int out_h, out_w;
+  int row_begin, row_end;    // output rows this call computes (threads split the rows)
 };
 
 struct DenseShape {
-  int h, w, cin;             // uint8 input (NHWC, batch 1)
+  int h, w, cin;             // the frame, widened to float (NHWC, batch 1)
   int kh, kw, stride, cout;
   int pad_top, pad_left;
   int out_h, out_w;
+  int row_begin, row_end;    // output rows this call computes
 };
 
 #define HOLOCAM_DECLARE_KERNELS(isa)                                                                   \
   namespace isa {                                                                                      \
   void depthwise(const float* x, const float* w, const float* b, const float* residual, float* y,     \
                  const DepthwiseShape& s, int act);                                                    \
-  void upsample2x(const float* x, float* y, int h, int w, int c);                                      \
-  void conv_u8(const unsigned char* x, const float* w, const float* b, float* y, const DenseShape& s,  \
-               int act);                                                                               \
+  void upsample2x(const float* x, float* y, int h, int w, int c, int row_begin, int row_end);          \
+  void conv_u8(const float* x, const float* w, const float* b, float* y, const DenseShape& s, int act); \
   void pointwise(const float* x, const float* w, const float* b, const float* residual, float* y,     \
-                 long pixels, long k_in, long n_out, int act);                                         \
+                 long p_begin, long p_end, long k_in, long n_out, int act);                            \
   }
 
 HOLOCAM_DECLARE_KERNELS(avx512)

@@ -1,10 +1,12 @@
 // torch.ops.holocam.*: the fused NHWC kernels as PyTorch operators, so the traced TorchScript
 // graph of the selfie models calls them like any aten op. Checks every argument (a bad call raises
 // a RuntimeError, never reads out of bounds) and picks the instruction set once per process.
+#include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 
@@ -52,6 +54,10 @@ const Kernels& kernels() {
   return k;
 }
 
+// Rows per task: at least ~32k output values, so small maps run on one thread (a split costs more
+// than it saves there) and large ones use every torch thread (torch.set_num_threads).
+int64_t grain_rows(int64_t row_values) { return std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(1, row_values)); }
+
 void check_nhwc(const at::Tensor& t, const char* op, const char* name) {
   TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == at::kFloat, op, ": ", name, " must be a float32 CPU tensor");
   TORCH_CHECK(t.dim() == 4 && t.size(0) == 1, op, ": ", name, " must be (1, C, H, W), got ", t.sizes());
@@ -84,10 +90,16 @@ at::Tensor depthwise(const at::Tensor& x, const at::Tensor& w, const at::Tensor&
                 " is not the output's shape ", y.sizes());
     r = residual->const_data_ptr<float>();
   }
-  const DepthwiseShape s{(int)x.size(2), (int)x.size(3), (int)c, (int)w.size(0), (int)w.size(1), (int)stride,
-                         (int)pad_top, (int)pad_left, (int)out_h, (int)out_w};
-  kernels().depthwise(x.const_data_ptr<float>(), w.const_data_ptr<float>(), b.const_data_ptr<float>(), r,
-                      y.mutable_data_ptr<float>(), s, (int)act);
+  const DepthwiseShape shape{(int)x.size(2), (int)x.size(3), (int)c, (int)w.size(0), (int)w.size(1), (int)stride,
+                             (int)pad_top, (int)pad_left, (int)out_h, (int)out_w, 0, (int)out_h};
+  const float *xp = x.const_data_ptr<float>(), *wp = w.const_data_ptr<float>(), *bp = b.const_data_ptr<float>();
+  float* yp = y.mutable_data_ptr<float>();
+  at::parallel_for(0, out_h, grain_rows(out_w * c), [&](int64_t begin, int64_t end) {
+    DepthwiseShape rows = shape;
+    rows.row_begin = (int)begin;
+    rows.row_end = (int)end;
+    kernels().depthwise(xp, wp, bp, r, yp, rows, (int)act);
+  });
   return y;
 }
 
@@ -95,8 +107,12 @@ at::Tensor upsample2x(const at::Tensor& x) {
   check_nhwc(x, "holocam::upsample2x", "input");
   at::Tensor y = at::empty({1, x.size(1), 2 * x.size(2), 2 * x.size(3)},
                            x.options().memory_format(at::MemoryFormat::ChannelsLast));
-  kernels().upsample2x(x.const_data_ptr<float>(), y.mutable_data_ptr<float>(), (int)x.size(2), (int)x.size(3),
-                       (int)x.size(1));
+  const float* xp = x.const_data_ptr<float>();
+  float* yp = y.mutable_data_ptr<float>();
+  const int h = (int)x.size(2), w = (int)x.size(3), c = (int)x.size(1);
+  at::parallel_for(0, 2 * h, grain_rows(2 * w * c), [&](int64_t begin, int64_t end) {
+    kernels().upsample2x(xp, yp, h, w, c, (int)begin, (int)end);
+  });
   return y;
 }
 
@@ -115,10 +131,18 @@ at::Tensor conv_u8(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b
   TORCH_CHECK(act >= kNone && act <= kHardSwish, "holocam::conv_u8: unknown activation ", act);
   at::Tensor y = at::empty({1, cout, out_h, out_w},
                            at::TensorOptions().dtype(at::kFloat).memory_format(at::MemoryFormat::ChannelsLast));
-  const DenseShape s{(int)x.size(1), (int)x.size(2), (int)x.size(3), (int)w.size(0), (int)w.size(1), (int)stride,
-                     (int)cout, (int)pad_top, (int)pad_left, (int)out_h, (int)out_w};
-  kernels().conv_u8(x.const_data_ptr<uint8_t>(), w.const_data_ptr<float>(), b.const_data_ptr<float>(),
-                    y.mutable_data_ptr<float>(), s, (int)act);
+  // Widened once by ATen (vectorised); see nhwc_kernels.cpp for why the kernel reads floats.
+  const at::Tensor frame = x.to(at::kFloat);
+  const DenseShape shape{(int)x.size(1), (int)x.size(2), (int)x.size(3), (int)w.size(0), (int)w.size(1), (int)stride,
+                         (int)cout, (int)pad_top, (int)pad_left, (int)out_h, (int)out_w, 0, (int)out_h};
+  const float *xp = frame.const_data_ptr<float>(), *wp = w.const_data_ptr<float>(), *bp = b.const_data_ptr<float>();
+  float* yp = y.mutable_data_ptr<float>();
+  at::parallel_for(0, out_h, grain_rows(out_w * cout), [&](int64_t begin, int64_t end) {
+    DenseShape rows = shape;
+    rows.row_begin = (int)begin;
+    rows.row_end = (int)end;
+    kernels().conv_u8(xp, wp, bp, yp, rows, (int)act);
+  });
   return y;
 }
 
@@ -140,8 +164,11 @@ at::Tensor pointwise(const at::Tensor& x, const at::Tensor& w, const at::Tensor&
                 " is not the output's shape ", y.sizes());
     r = residual->const_data_ptr<float>();
   }
-  kernels().pointwise(x.const_data_ptr<float>(), w.const_data_ptr<float>(), b.const_data_ptr<float>(), r,
-                      y.mutable_data_ptr<float>(), x.size(2) * x.size(3), k_in, n_out, (int)act);
+  const float *xp = x.const_data_ptr<float>(), *wp = w.const_data_ptr<float>(), *bp = b.const_data_ptr<float>();
+  float* yp = y.mutable_data_ptr<float>();
+  at::parallel_for(0, x.size(2) * x.size(3), grain_rows(n_out), [&](int64_t begin, int64_t end) {
+    kernels().pointwise(xp, wp, bp, r, yp, begin, end, k_in, n_out, (int)act);
+  });
   return y;
 }
 

@@ -251,3 +251,28 @@ def test_failed_compile_is_a_one_line_error_and_leaves_no_library(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "error: out of disk" in lines[0] and "apt install g++" in lines[0]
     assert not any((tmp_path / "cache").rglob("*.so"))
+
+
+def test_threads_split_the_rows_without_changing_a_bit():
+    """At 2 torch threads the large maps are split by rows: results must equal the 1-thread ones."""
+    x = _nhwc(1, 16, 128, 128, seed=11)
+    frame = torch.randint(0, 256, (1, 256, 256, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(12))
+    w_dw, b16 = torch.randn(3, 3, 16), torch.randn(16)
+    w_pw, w_conv = torch.randn(16, 16), torch.randn(3, 3, 3, 16) / 255.0
+    calls = {
+        "depthwise": lambda: torch.ops.holocam.depthwise(x, w_dw, b16, 1, 1, 1, 128, 128, 1, x),
+        "pointwise": lambda: torch.ops.holocam.pointwise(x, w_pw, b16, x, 3),
+        "upsample2x": lambda: torch.ops.holocam.upsample2x(x),
+        "conv_u8": lambda: torch.ops.holocam.conv_u8(frame, w_conv, b16, 2, 0, 0, 128, 128, 1),
+    }
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = {name: call() for name, call in calls.items()}
+        torch.set_num_threads(2)
+        for name, call in calls.items():
+            assert torch.equal(call(), single[name]), name
+    finally:
+        torch.set_num_threads(before)
+    expected = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+    torch.testing.assert_close(single["upsample2x"], expected, atol=1e-5, rtol=1e-5)
