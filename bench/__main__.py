@@ -148,6 +148,8 @@ def headline(results: dict[str, dict | None]) -> dict:
     details = {
         "torch_ms_general_1_thread": _dig(model, lambda r: general_1t(r)["torch_fast"]["median_ms"]),
         "litert_ms_general_1_thread": _dig(model, lambda r: general_1t(r)["litert"]["median_ms"]),
+        "torch_stock_ms_general_1_thread": _dig(model, lambda r: general_1t(r)["torch_stock"]["median_ms"]),
+        "fused_kernels": _dig(model, lambda r: r["machine"].get("fused_kernels")),
         "sink_chain_ms_720p": _dig(sink, lambda r: {"ours": sink_720(r)["chain_ours_ms"],
                                                      "seed": sink_720(r)["chain_seed_ms"]}),
         "sink_stage_sum_speedup_720p": _dig(sink, lambda r: sink_720(r)["sum_speedup"]),
@@ -217,8 +219,11 @@ def write_markdown(summary: dict, path: Path) -> None:
             f"{k} {v} / {d['peak_rss_mb'][k]}" for k, v in d["rss_mb"].items())
             + " (the sink's includes the benchmark's 16-frame bank, ~42 MB).")
     if d.get("torch_ms_general_1_thread") is not None:
-        lines.append(f"- Model, general, 1 thread: torch {_fmt(d['torch_ms_general_1_thread'])} ms, "
-                     f"LiteRT {_fmt(d['litert_ms_general_1_thread'])} ms per frame.")
+        stock = d.get("torch_stock_ms_general_1_thread")
+        lines.append(f"- Model, general, 1 thread: torch {_fmt(d['torch_ms_general_1_thread'])} ms "
+                     f"(fused kernels: {d.get('fused_kernels') or 'not loaded'}"
+                     + (f"; {_fmt(stock)} ms on stock torch ops" if stock is not None else "")
+                     + f"), LiteRT {_fmt(d['litert_ms_general_1_thread'])} ms per frame.")
     if d.get("cpu_bound_two_replica_speedup") is not None:
         lines.append(f"- Two replicas x 1 thread vs one on this machine: "
                      f"{_fmt(d['cpu_bound_two_replica_speedup'])}x.")
