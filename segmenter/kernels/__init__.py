@@ -68,12 +68,21 @@ def load(cache: str | os.PathLike | None = None) -> str | None:
                     raise KernelsUnavailable(f"{ISA_ENV}={wanted} but this CPU runs the {isa} build: "
                                              f"unset it or choose one of avx512, avx2, generic")
                 logger.info("fused NHWC kernels loaded (%s)", isa)
-            except (KernelBuildError, OSError, RuntimeError) as exc:
-                if setting == "require":
-                    raise KernelsUnavailable(f"{KERNELS_ENV}=1 but the fused kernels do not load: {exc}") from exc
-                logger.warning("fused kernels unavailable, the model runs on stock torch ops (slower): %s", exc)
+            except (KernelBuildError, KernelsUnavailable) as exc:   # their messages name the fix
+                isa = None
+                _unavailable(setting, str(exc), exc)
+            except (OSError, RuntimeError) as exc:                  # dlopen or operator registration
+                isa = None
+                _unavailable(setting, f"{str(exc).strip()}: rebuild it with `python -m segmenter kernels "
+                                      f"--force`", exc)
         _state["isa"] = isa
         return isa
+
+
+def _unavailable(setting: str, reason: str, cause: Exception) -> None:
+    if setting == "require":
+        raise KernelsUnavailable(f"{KERNELS_ENV}=1 but the fused kernels do not load: {reason}") from cause
+    logger.warning("fused kernels unavailable, the model runs on stock torch ops (slower): %s", reason)
 
 
 def available() -> bool:

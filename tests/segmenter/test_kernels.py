@@ -178,6 +178,17 @@ def _load_in_subprocess(env: dict[str, str]) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.parametrize("setting,code", [("auto", 0), ("1", 3)])
+def test_a_build_the_cpu_does_not_run_is_refused_not_used(setting, code):
+    # An unknown name stands for any build this CPU cannot run: the library runs its best build instead.
+    result = _load_in_subprocess({"HOLOCAM_KERNELS": setting, "HOLOCAM_KERNELS_ISA": "sse9"})
+    assert result.returncode == code
+    assert "HOLOCAM_KERNELS_ISA=sse9 but this CPU runs the" in result.stdout
+    assert "choose one of avx512, avx2, generic" in result.stdout
+    if setting == "auto":
+        assert "ISA None" in result.stdout   # the model then runs on stock torch ops
+
+
 def test_off_switch_leaves_the_library_unloaded():
     result = _load_in_subprocess({"HOLOCAM_KERNELS": "0"})
     assert result.returncode == 0 and "ISA None" in result.stdout
@@ -276,3 +287,20 @@ def test_threads_split_the_rows_without_changing_a_bit():
         torch.set_num_threads(before)
     expected = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
     torch.testing.assert_close(single["upsample2x"], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_a_corrupt_library_in_the_cache_falls_back_with_one_warning(tmp_path):
+    # What a full disk or a killed copy could leave behind: build() never writes this (it renames a
+    # finished file into place), but load() must survive it, and =1 must refuse it.
+    env = {"HOLOCAM_CACHE_DIR": str(tmp_path)}
+    probe = subprocess.run([sys.executable, "-c", "from segmenter.kernels.build import library_path; "
+                            "print(library_path())"], cwd=REPO, env={**os.environ, **env},
+                           capture_output=True, text=True, timeout=120)
+    library = Path(probe.stdout.strip())
+    library.parent.mkdir(parents=True)
+    library.write_bytes(b"\x7fELF truncated")
+    result = _load_in_subprocess({**env, "HOLOCAM_KERNELS": "auto"})
+    assert result.returncode == 0 and "ISA None" in result.stdout
+    warnings = [line for line in result.stdout.splitlines() if "fused kernels unavailable" in line]
+    assert len(warnings) == 1 and "stock torch ops" in warnings[0] and "kernels --force" in warnings[0]
+    assert _load_in_subprocess({**env, "HOLOCAM_KERNELS": "1"}).returncode == 3
