@@ -30,7 +30,8 @@ HEADER = HERE / "nhwc_kernels.h"
 LIBRARY_NAME = "libholocam_ops.so"
 COMPILER_ENV = "CXX"
 
-_COMMON_FLAGS = ["-O3", "-std=c++17", "-fPIC", "-fvisibility=hidden", "-Wall", "-Wno-unused-function"]
+# C++20: what torch 2.13's headers are written for (torch.utils.cpp_extension uses it too); g++ >= 10.
+_COMMON_FLAGS = ["-O3", "-std=c++20", "-fPIC", "-fvisibility=hidden", "-Wall", "-Wno-unused-function"]
 # (namespace, -march) per kernel build; x86-64 builds all three and picks at run time.
 _X86_VARIANTS = [("avx512", "x86-64-v4"), ("avx2", "x86-64-v3"), ("generic", "x86-64")]
 
@@ -83,7 +84,7 @@ def _run(cmd: list[str]) -> None:
         detail = (result.stderr or result.stdout).strip().splitlines()
         first_error = next((line for line in detail if "error" in line), detail[-1] if detail else "")
         reason = first_error.strip() or f"{Path(cmd[0]).name} exited with status {result.returncode}"
-        raise KernelBuildError(f"compiling the fused kernels failed ({reason}): install a C++17 "
+        raise KernelBuildError(f"compiling the fused kernels failed ({reason}): install a C++20 "
                                f"compiler (apt install g++) or run with HOLOCAM_KERNELS=0")
 
 
