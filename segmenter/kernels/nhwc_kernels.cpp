@@ -33,15 +33,16 @@ template <typename V> inline void store(float* p, V v) {
   else __builtin_memcpy(p, &v, sizeof(V));
 }
 
-// The TFLite fused activations, and HARD_SWISH x * relu6(x + 3) / 6.
+// The TFLite fused activations, and HARD_SWISH x * relu6(x + 3) / 6. Written so that NaN and
+// infinities come out as torch's clamp gives them (a NaN input stays NaN).
 template <int ACT, typename V> inline V activate(V v) {
-  const V zero = v * 0.f, six = zero + 6.f;
-  if constexpr (ACT == kRelu) return v > zero ? v : zero;
-  if constexpr (ACT == kRelu6) { V t = v > zero ? v : zero; return t < six ? t : six; }
+  const V zero{}, six = zero + 6.f;
+  if constexpr (ACT == kRelu) return v < zero ? zero : v;
+  if constexpr (ACT == kRelu6) { V t = v < zero ? zero : v; return t > six ? six : t; }
   if constexpr (ACT == kHardSwish) {
     V t = v + 3.f;
-    t = t > zero ? t : zero;
-    t = t < six ? t : six;
+    t = t < zero ? zero : t;
+    t = t > six ? six : t;
     return v * t * (1.f / 6.f);
   }
   return v;

@@ -128,6 +128,16 @@ def test_conv_u8_matches_a_float_conv_of_the_frame(size, kernel, stride, cout, a
     torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-5)
 
 
+@pytest.mark.parametrize("act", list(ACTIVATIONS))
+def test_activations_treat_nan_and_infinity_as_torch_does(act):
+    values = torch.tensor([float("inf"), -float("inf"), float("nan"), 2.0, -2.0, 7.0, -0.0, 0.5] * 2)
+    x = values.reshape(1, 1, 1, 16).permute(0, 3, 1, 2)        # 16 channels, one pixel
+    identity = torch.ones(1, 1, 16)                          # a 1x1 depthwise: y = x exactly
+    out = torch.ops.holocam.depthwise(x, identity, torch.zeros(16), 1, 0, 0, 1, 1, ACTIVATIONS[act])
+    # inf, -inf and NaN exactly where torch has them; finite values to the last bit but one.
+    torch.testing.assert_close(out, _activate(x, act), equal_nan=True, atol=0, rtol=3e-7)
+
+
 @pytest.mark.filterwarnings(r"ignore:`torch\.jit\.trace` is deprecated:DeprecationWarning")
 def test_kernels_are_traced_as_torch_ops():
     x = _nhwc(1, 16, 8, 8)
