@@ -314,3 +314,22 @@ def test_a_corrupt_library_in_the_cache_falls_back_with_one_warning(tmp_path):
     warnings = [line for line in result.stdout.splitlines() if "fused kernels unavailable" in line]
     assert len(warnings) == 1 and "stock torch ops" in warnings[0] and "kernels --force" in warnings[0]
     assert _load_in_subprocess({**env, "HOLOCAM_KERNELS": "1"}).returncode == 3
+
+
+def test_the_wheel_ships_the_kernel_sources(tmp_path):
+    """An installed holocam (not this checkout) must still be able to build its kernels."""
+    import shutil
+    import zipfile
+
+    source = tmp_path / "src"   # setuptools writes build/ next to the sources: not into the checkout
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, source / name)
+    for package in ("capture_sink", "segmenter", "shared"):
+        shutil.copytree(REPO / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                             str(source), "-w", str(tmp_path / "dist")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    names = zipfile.ZipFile(next((tmp_path / "dist").glob("holocam-*.whl"))).namelist()
+    for source in ("nhwc_kernels.cpp", "nhwc_kernels.h", "torch_ops.cpp", "build.py"):
+        assert f"segmenter/kernels/{source}" in names
