@@ -1,7 +1,8 @@
 """MediaPipe selfie segmentation (general 256x256, landscape 144x256) as a PyTorch module.
 
 The network is built from the `.tflite` file itself (see `tflite_graph.py`): each TFLite op
-becomes a small torch step, tensors are kept NCHW (channels_last in memory on the fast path).
+becomes a small torch step (`selfie_steps.py`), tensors are kept NCHW (channels_last in memory on
+the fast path), and this file builds, fuses and loads the graph of steps.
 Details that matter for parity with TFLite (tests/segmenter/test_selfie_parity.py proves them):
 
 - TF "SAME" padding is asymmetric on stride-2 convs (the extra row/column goes after); symmetric
@@ -23,7 +24,7 @@ keeps freed activation buffers (keep_frame_buffers_in_heap). On top, the fast pa
 squeeze-excite gate is folded into the next 1x1 conv's weights (or MUL+ADD becomes one addcmul),
 rgb/255 and the trailing SAME padding move into the first conv and `prepare`, and the final
 transposed conv + sigmoid is one weights @ pixels^T product, and each decoder upsampling
-RESIZE_BILINEAR -> 1x1 conv runs as conv -> resize on the small map (`_upsample_after`). Measured
+RESIZE_BILINEAR -> 1x1 conv runs as conv -> resize on the small map (`selfie_steps.upsample_after`). Measured
 against LiteRT in one run (general model, 1 thread): unfused 1.40x -> fused 1.16x -> with the
 conv/resize swap and OpenCV's mask rounding 1.06-1.07x (the fused path before them: 1.16-1.19x
 in the same runs; landscape 1.33-1.44x -> 1.24-1.36x). Tried and dropped: oneDNN Graph fusion for TorchScript
@@ -60,6 +61,9 @@ from segmenter.kernels import load as load_kernels
 
 from . import ModelError
 from .base import InputSpec, SegmentationModel
+from .selfie_steps import (Binary, Conv, DepthwiseKernel, FrameConvKernel, GatedAdd, GatedPointwise,
+                           IN_PLACE_ACTIVATIONS, InPlace, Mean, Pointwise, PointwiseThenResize,
+                           Resize, TransposeConv, TransposeConvSigmoid, Unary, upsample_after)
 from .tflite_graph import TRANSPOSE_CONV_BIAS, OpInfo, TFLiteGraph, read_tflite
 
 logger = logging.getLogger(__name__)
@@ -122,308 +126,9 @@ def _same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[i
     return total // 2, total - total // 2
 
 
-class _Conv(nn.Module):
-    """CONV_2D / DEPTHWISE_CONV_2D with TF padding and fused activation."""
-
-    def __init__(self, conv: nn.Conv2d, pad: tuple[int, int, int, int] | None,
-                 activation: Callable[[torch.Tensor], torch.Tensor] | None) -> None:
-        super().__init__()
-        self.conv = conv
-        self.pad = pad  # (left, right, top, bottom) for F.pad when SAME is asymmetric
-        self.activation = activation
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.pad is not None:
-            x = F.pad(x, self.pad)
-        x = self.conv(x)
-        return self.activation(x) if self.activation is not None else x
-
-
-class _Pointwise(nn.Module):
-    """1x1 stride-1 CONV_2D as one matrix product over the channels-last pixels.
-
-    torch's conv dispatch sends channels_last 1x1 convs to a slow im2col path with layout
-    copies; on the NHWC view a 1x1 conv is exactly `linear`, which runs as a single GEMM. With
-    `kernel`, the fused torch.ops.holocam.pointwise runs instead: bias, activation and (with
-    `residual`) a following ADD in the same pass, ~1.6x faster than linear at these widths.
-    """
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None,
-                 activation: Callable[[torch.Tensor], torch.Tensor] | None, on_vector: bool = False,
-                 activation_name: str = "NONE", kernel: bool = False) -> None:
-        super().__init__()
-        self.on_vector = on_vector   # the input is one pixel (graph shape known when building)
-        self.weight = nn.Parameter(weight, requires_grad=False)   # (out, in)
-        self.bias = nn.Parameter(bias, requires_grad=False) if bias is not None else None
-        self.kernel = kernel and not on_vector and activation_name in ACTIVATIONS
-        self.residual = False        # set by _fuse: forward(x, other) returns conv(x) + other
-        self.act_code = 0
-        if self.kernel:
-            self.weight_t = nn.Parameter(weight.t().contiguous(), requires_grad=False)   # (in, out)
-            if self.bias is None:
-                self.bias = nn.Parameter(torch.zeros(weight.shape[0]), requires_grad=False)
-            self.act_code = ACTIVATIONS[activation_name]
-            activation = None
-        self.activation = activation
-
-    @property
-    def has_activation(self) -> bool:
-        return self.activation is not None or self.act_code != 0
-
-    def fuse_activation(self, kind: str) -> bool:
-        """Take a following RELU / HARD_SWISH into the kernel; False when it must run separately."""
-        if not self.kernel or self.act_code != 0 or kind not in ACTIVATIONS:
-            return False
-        self.act_code = ACTIVATIONS[kind]
-        return True
-
-    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
-        if self.kernel:
-            return torch.ops.holocam.pointwise(x, self.weight_t, self.bias, residual, self.act_code)
-        if self.on_vector:   # squeeze-excite (1x1 pixel): a plain 2-D product, no 4-D views around it
-            x = F.linear(x.reshape(x.shape[0], -1), self.weight, self.bias).reshape(x.shape[0], -1, 1, 1)
-        else:
-            x = F.linear(x.permute(0, 2, 3, 1), self.weight, self.bias).permute(0, 3, 1, 2)
-        return self.activation(x) if self.activation is not None else x
-
-
-class _DepthwiseKernel(nn.Module):
-    """DEPTHWISE_CONV_2D (multiplier 1, no dilation) as torch.ops.holocam.depthwise.
-
-    TF SAME padding needs no trick here: the kernel clips each window to the input, so only the
-    leading padding is passed and the extra trailing row/column of a stride-2 conv is implicit.
-    Bias and the fused or following activation run before the one store.
-    """
-
-    def __init__(self, weight_1hwc: np.ndarray, bias: np.ndarray | None, stride: int, pad_top: int,
-                 pad_left: int, out_size: tuple[int, int], activation_name: str) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.from_numpy(np.ascontiguousarray(weight_1hwc[0], dtype=np.float32)),
-                                   requires_grad=False)                   # (kh, kw, C)
-        channels = self.weight.shape[2]
-        self.bias = nn.Parameter(torch.from_numpy(np.asarray(bias, dtype=np.float32).copy())
-                                 if bias is not None else torch.zeros(channels), requires_grad=False)
-        self.stride, self.pad_top, self.pad_left = stride, pad_top, pad_left
-        self.out_h, self.out_w = out_size
-        self.act_code = ACTIVATIONS[activation_name]
-        self.add_input = False   # set by _fuse: x + act(conv(x)), the ADD after a stride-1 depthwise
-
-    def fuse_activation(self, kind: str) -> bool:
-        if self.act_code != 0 or kind not in ACTIVATIONS:
-            return False
-        self.act_code = ACTIVATIONS[kind]
-        return True
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.holocam.depthwise(x, self.weight, self.bias, self.stride, self.pad_top, self.pad_left,
-                                           self.out_h, self.out_w, self.act_code,
-                                           x if self.add_input else None)
-
-
-class _FrameConvKernel(nn.Module):
-    """The first CONV_2D on the uint8 frame itself (holocam.conv_u8), rgb/255 folded into the weights.
-
-    Replaces the pad, the float conversion and the oneDNN conv of the stock path, with the
-    activation in the same pass; TF SAME's trailing padding is the kernel's window clipping.
-    """
-
-    def __init__(self, weight_hwio: torch.Tensor, bias: torch.Tensor, stride: int, pad_top: int, pad_left: int,
-                 out_size: tuple[int, int], activation_name: str) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(weight_hwio, requires_grad=False)      # (kh, kw, cin, cout)
-        self.bias = nn.Parameter(bias.contiguous(), requires_grad=False)
-        self.stride, self.pad_top, self.pad_left = stride, pad_top, pad_left
-        self.out_h, self.out_w = out_size
-        self.act_code = ACTIVATIONS[activation_name]
-
-    def forward(self, frame: torch.Tensor) -> torch.Tensor:
-        return torch.ops.holocam.conv_u8(frame, self.weight, self.bias, self.stride, self.pad_top, self.pad_left,
-                                         self.out_h, self.out_w, self.act_code)
-
-
-class _TransposeConv(nn.Module):
-    """Convolution2DTransposeBias with kernel == stride (windows never overlap).
-
-    Each output row parity `ky` is a plain matrix product of the input pixels: taps (kx, o) of
-    pixel (y, x) land at row y*s+ky, columns x*s+kx, so the NHWC product is already laid out
-    as that output row, and stacking the `s` products along the width interleaves the rows.
-    torch's ConvTranspose2d (~0.5 ms) and pixel_shuffle on channels-last are far slower here.
-    """
-
-    def __init__(self, weight: np.ndarray, bias: np.ndarray, stride: int) -> None:
-        super().__init__()
-        out_channels, kh, kw, in_channels = weight.shape          # OHWI, kh == kw == stride
-        per_row = weight.transpose(1, 2, 0, 3).reshape(kh, kw * out_channels, in_channels)  # [ky][(kx, o)]
-        self.weight = nn.Parameter(torch.from_numpy(np.ascontiguousarray(per_row)), requires_grad=False)
-        self.bias = nn.Parameter(torch.from_numpy(np.tile(bias, kw)), requires_grad=False)
-        self.stride = stride
-        self.out_channels = out_channels
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, _, h, w = x.shape
-        s, o = self.stride, self.out_channels
-        pixels = x.permute(0, 2, 3, 1)                                      # NHWC view
-        rows = [F.linear(pixels, self.weight[ky], self.bias).reshape(n, h, w * s, o) for ky in range(s)]
-        out = torch.cat(rows, dim=2).reshape(n, h * s, w * s, o)
-        return out.permute(0, 3, 1, 2)
-
-
-class _Binary(nn.Module):
-    """ADD / MUL of two tensors (broadcasting), or of a tensor and a constant."""
-
-    def __init__(self, kind: str, constant: torch.Tensor | None,
-                 activation: Callable[[torch.Tensor], torch.Tensor] | None) -> None:
-        super().__init__()
-        self.is_add = kind == "ADD"
-        self.register_buffer("constant", constant)
-        self.activation = activation
-
-    def forward(self, a: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
-        other = self.constant if b is None else b
-        x = a + other if self.is_add else a * other
-        return self.activation(x) if self.activation is not None else x
-
-
-class _Unary(nn.Module):
-    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn(x)
-
-
-class _Mean(nn.Module):
-    def __init__(self, dims: tuple[int, ...]) -> None:
-        super().__init__()
-        self.dims = dims
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.mean(dim=self.dims, keepdim=True)
-
-
-class _Resize(nn.Module):
-    """RESIZE_BILINEAR; with `kernel`, an exact 2x half-pixel upsampling runs as holocam.upsample2x
-    (~2.5x faster than upsample_bilinear2d on these channels-last maps, same formula)."""
-
-    def __init__(self, size: tuple[int, int], align_corners: bool, kernel: bool = False) -> None:
-        super().__init__()
-        self.size = size
-        self.align_corners = align_corners
-        self.kernel = kernel
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.kernel:
-            return torch.ops.holocam.upsample2x(x)
-        return F.interpolate(x, size=self.size, mode="bilinear", align_corners=self.align_corners)
-
-
-# Activations a conv's fresh output can take in place (no second activation map).
-_IN_PLACE_ACTIVATIONS = ("RELU", "HARD_SWISH")
-
-
-class _GatedPointwise(nn.Module):
-    """MUL(x, gate) [-> RESIZE_BILINEAR] -> 1x1 CONV_2D with the per-channel gate folded into the weights.
-
-    A squeeze-excite gate scales whole channels, and both the bilinear resize and the 1x1 conv are
-    linear per channel, so conv(resize(x * g)) == linear(resize(x), W * g): scaling the (out, in)
-    weight costs out*in multiplies instead of H*W*in. Without an activation the conv also runs
-    before an upsampling resize (see `_upsample_after`).
-    """
-
-    def __init__(self, pointwise: _Pointwise, resize: "_Resize | None", resize_last: bool = False) -> None:
-        super().__init__()
-        self.pointwise = pointwise
-        self.resize = resize
-        self.resize_last = resize_last and _upsample_after(pointwise, resize)
-
-    def forward(self, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
-        if self.resize is not None and not self.resize_last:
-            x = self.resize(x)
-        if self.pointwise.kernel:
-            weight_t = self.pointwise.weight_t * gate.reshape(-1, 1)
-            y = torch.ops.holocam.pointwise(x, weight_t, self.pointwise.bias, None, self.pointwise.act_code)
-            return self.resize(y) if self.resize is not None and self.resize_last else y
-        weight = self.pointwise.weight * gate.reshape(1, -1)
-        y = F.linear(x.permute(0, 2, 3, 1), weight, self.pointwise.bias).permute(0, 3, 1, 2)
-        if self.resize is not None and self.resize_last:
-            return self.resize(y)
-        return self.pointwise.activation(y) if self.pointwise.activation is not None else y
-
-
-def _upsample_after(pointwise: _Pointwise, resize: "_Resize | None") -> bool:
-    """Whether RESIZE_BILINEAR -> 1x1 CONV_2D can run as conv -> resize (worth it when upsampling).
-
-    A bilinear output pixel is a weighted mean of input pixels (weights sum to 1) and a 1x1 conv
-    without activation is affine per pixel, so both orders give the same map; the conv then runs
-    on the small map (4x fewer pixels for 2x upsampling), and the resize moves the conv's
-    channels, fewer than its input's in these models. Measured: the three decoder upsamplings of
-    the general model ~0.25 ms -> ~0.1 ms a frame.
-    """
-    return resize is not None and not pointwise.has_activation and not pointwise.on_vector
-
-
 def _upsamples(graph: TFLiteGraph, resize: OpInfo) -> bool:
     in_shape, out_shape = graph.tensors[resize.inputs[0]].shape, graph.tensors[resize.outputs[0]].shape
     return out_shape[1] >= in_shape[1] and out_shape[2] >= in_shape[2]
-
-
-class _PointwiseThenResize(nn.Module):
-    """RESIZE_BILINEAR (upsampling) -> 1x1 CONV_2D without activation, run as conv -> resize."""
-
-    def __init__(self, pointwise: _Pointwise, resize: "_Resize") -> None:
-        super().__init__()
-        self.pointwise = pointwise
-        self.resize = resize
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.resize(self.pointwise(x))
-
-
-class _GatedAdd(nn.Module):
-    """MUL(x, gate) -> ADD(that, y) as one addcmul: y + x * gate."""
-
-    def forward(self, x: torch.Tensor, gate: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return torch.addcmul(y, x, gate)
-
-
-class _InPlace(nn.Module):
-    """RELU / HARD_SWISH on a tensor nothing else reads: overwrite it instead of allocating."""
-
-    def __init__(self, kind: str) -> None:
-        super().__init__()
-        self.fn = F.relu_ if kind == "RELU" else F.hardswish
-        self.kind = kind
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu_(x) if self.kind == "RELU" else F.hardswish(x, inplace=True)
-
-
-class _TransposeConvSigmoid(nn.Module):
-    """Convolution2DTransposeBias (kernel == stride) -> LOGISTIC as one GEMM for all taps.
-
-    The product is taken as weights @ pixels^T: an output only s*s*o (= 4) wide is a slow GEMM
-    shape (measured 229 us for pixels @ weights^T at 128x128x16 -> 4), while the transposed
-    problem, 16384 wide, takes 57 us. One permute copy then interleaves the planar taps
-    (ky, kx) into output rows and columns.
-    """
-
-    def __init__(self, weight: np.ndarray, bias: np.ndarray, stride: int) -> None:
-        super().__init__()
-        out_channels, kh, kw, in_channels = weight.shape          # OHWI, kh == kw == stride
-        taps = weight.transpose(1, 2, 0, 3).reshape(kh * kw * out_channels, in_channels)  # [(ky, kx, o)]
-        self.weight = nn.Parameter(torch.from_numpy(np.ascontiguousarray(taps)), requires_grad=False)
-        self.bias = nn.Parameter(torch.from_numpy(np.tile(bias, kh * kw)[:, None].copy()), requires_grad=False)
-        self.stride = stride
-        self.out_channels = out_channels
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, c, h, w = x.shape
-        s, o = self.stride, self.out_channels
-        pixels = x.permute(0, 2, 3, 1).reshape(n * h * w, c)               # a view when channels-last
-        taps = torch.sigmoid_(torch.addmm(self.bias, self.weight, pixels.t()))   # (s*s*o, n*h*w)
-        out = taps.reshape(s, s, o, n, h, w).permute(3, 2, 4, 0, 5, 1)     # n, o, y, ky, x, kx
-        return out.reshape(n, o, h * s, w * s)
 
 
 def _nchw(array: np.ndarray) -> torch.Tensor:
@@ -467,44 +172,44 @@ def _fuse(net: "SelfieNet", graph: TFLiteGraph, pos: int,
     nxt = only_reader(op.outputs[0])
     after = graph.ops[nxt] if nxt is not None else None
     if op.kind == "DEPTHWISE_CONV_2D" and op.options["activation"] == "NONE" and after is not None \
-            and after.kind in _IN_PLACE_ACTIVATIONS:
+            and after.kind in IN_PLACE_ACTIVATIONS:
         add_pos = only_reader(after.outputs[0])
         add = graph.ops[add_pos] if add_pos is not None else None
         step = net._conv(graph, op)
-        if isinstance(step, _DepthwiseKernel) and add is not None and add.kind == "ADD" \
+        if isinstance(step, DepthwiseKernel) and add is not None and add.kind == "ADD" \
                 and add.options["activation"] == "NONE" and sorted(add.inputs[:2]) == sorted((op.inputs[0], after.outputs[0])) \
                 and tuple(graph.tensors[op.inputs[0]].shape) == tuple(graph.tensors[add.outputs[0]].shape):
             step.fuse_activation(after.kind)
             step.add_input = True     # x + act(depthwise(x)) in one pass
             return step, [op.inputs[0]], add.outputs[0], [nxt, add_pos]
     if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D") and op.options["activation"] == "NONE" \
-            and after is not None and after.kind in _IN_PLACE_ACTIVATIONS:
+            and after is not None and after.kind in IN_PLACE_ACTIVATIONS:
         step = net._conv(graph, op)
         if not (hasattr(step, "fuse_activation") and step.fuse_activation(after.kind)):
-            step.activation = _InPlace(after.kind)   # the conv's output is fresh: overwrite it
+            step.activation = InPlace(after.kind)   # the conv's output is fresh: overwrite it
         return step, [op.inputs[0]], after.outputs[0], [nxt]
     if op.kind == "CONV_2D" and op.options["activation"] == "NONE" and after is not None and after.kind == "ADD" \
             and after.options["activation"] in ACTIVATIONS:
         # conv(x) + other in one kernel pass (the residual add of an inverted-residual block).
         step = net._conv(graph, op)
         other = after.inputs[1] if after.inputs[0] == op.outputs[0] else after.inputs[0]
-        if isinstance(step, _Pointwise) and step.kernel and other != op.outputs[0] \
+        if isinstance(step, Pointwise) and step.kernel and other != op.outputs[0] \
                 and not graph.tensors[other].is_constant and computed_before(other) \
                 and tuple(graph.tensors[other].shape) == tuple(graph.tensors[after.outputs[0]].shape):
             step.residual = True
             step.fuse_activation(after.options["activation"])
             return step, [op.inputs[0], other], after.outputs[0], [nxt]
-    if op.kind in _IN_PLACE_ACTIVATIONS and op.inputs[0] not in graph.inputs and readers.get(op.inputs[0]) == [pos]:
-        return _InPlace(op.kind), [op.inputs[0]], op.outputs[0], []
+    if op.kind in IN_PLACE_ACTIVATIONS and op.inputs[0] not in graph.inputs and readers.get(op.inputs[0]) == [pos]:
+        return InPlace(op.kind), [op.inputs[0]], op.outputs[0], []
     if op.kind == TRANSPOSE_CONV_BIAS and after is not None and after.kind == "LOGISTIC":
         plain = net._transpose_conv(graph, op)   # validates the op
         weight, bias = graph.constant(op.inputs[1]), graph.constant(op.inputs[2])
-        return _TransposeConvSigmoid(weight, bias, plain.stride), [op.inputs[0]], after.outputs[0], [nxt]
+        return TransposeConvSigmoid(weight, bias, plain.stride), [op.inputs[0]], after.outputs[0], [nxt]
     if op.kind == "RESIZE_BILINEAR" and after is not None and after.kind == "CONV_2D":
         resize, _ = net._build(graph, op)      # validates the resize
         step = net._conv(graph, after)
-        if isinstance(step, _Pointwise) and _upsample_after(step, resize) and _upsamples(graph, op):
-            return _PointwiseThenResize(step, resize), [op.inputs[0]], after.outputs[0], [nxt]
+        if isinstance(step, Pointwise) and upsample_after(step, resize) and _upsamples(graph, op):
+            return PointwiseThenResize(step, resize), [op.inputs[0]], after.outputs[0], [nxt]
     if op.kind == "MUL" and op.options["activation"] == "NONE" and after is not None:
         a, b = op.inputs[:2]
         shape_a, shape_b = graph.tensors[a].shape, graph.tensors[b].shape
@@ -525,16 +230,16 @@ def _fuse(net: "SelfieNet", graph: TFLiteGraph, pos: int,
         conv_op = graph.ops[conv_pos]
         if conv_op.kind == "CONV_2D":
             step = net._conv(graph, conv_op)
-            if isinstance(step, _Pointwise):
+            if isinstance(step, Pointwise):
                 upsampling = _upsamples(graph, after) if resize is not None else False
-                return (_GatedPointwise(step, resize, resize_last=upsampling), [x, gate], conv_op.outputs[0],
+                return (GatedPointwise(step, resize, resize_last=upsampling), [x, gate], conv_op.outputs[0],
                         [nxt] + ([conv_pos] if resize is not None else []))
             return None
         if after.kind == "ADD" and after.options["activation"] == "NONE":
             other = after.inputs[1] if after.inputs[0] == op.outputs[0] else after.inputs[0]
             if other != op.outputs[0] and not graph.tensors[other].is_constant and computed_before(other) \
                     and tuple(graph.tensors[other].shape) == tuple(graph.tensors[after.outputs[0]].shape):
-                return _GatedAdd(), [x, gate, other], after.outputs[0], [nxt]
+                return GatedAdd(), [x, gate, other], after.outputs[0], [nxt]
     return None
 
 
@@ -608,7 +313,7 @@ class SelfieNet(nn.Module):
         padding, measured 447 -> 294 us (divide, 4x4 zero-tap kernel) for the general model.
         """
         op, step = self.step_ops[0], self.steps[0]
-        if op.kind != "CONV_2D" or readers.get(self.input_index) != [0] or not isinstance(step, _Conv) \
+        if op.kind != "CONV_2D" or readers.get(self.input_index) != [0] or not isinstance(step, Conv) \
                 or op.options["dilation"] != (1, 1) or step.pad is not None:
             return
         weight = torch.from_numpy(graph.constant(op.inputs[1]).transpose(0, 3, 1, 2).copy()) / 255.0
@@ -622,11 +327,11 @@ class SelfieNet(nn.Module):
         if step.activation is None:
             kind = "NONE"
         else:
-            kind = step.activation.kind if isinstance(step.activation, _InPlace) else op.options["activation"]
+            kind = step.activation.kind if isinstance(step.activation, InPlace) else op.options["activation"]
         if self.kernels and stride[0] == stride[1] and kind in ACTIVATIONS:
             _, out_h, out_w, _ = graph.tensors[op.outputs[0]].shape
             bias = step.conv.bias.detach() if step.conv.bias is not None else torch.zeros(weight.shape[0])
-            self.steps[0] = _FrameConvKernel(weight.permute(2, 3, 1, 0).contiguous(), bias, stride[0], top, left,
+            self.steps[0] = FrameConvKernel(weight.permute(2, 3, 1, 0).contiguous(), bias, stride[0], top, left,
                                              (out_h, out_w), kind)
             self.input_divisor, self.input_raw = None, True
             return
@@ -637,7 +342,7 @@ class SelfieNet(nn.Module):
             conv.weight.copy_(weight)
             if step.conv.bias is not None:
                 conv.bias.copy_(step.conv.bias)
-        self.steps[0] = _Conv(conv, None, step.activation)
+        self.steps[0] = Conv(conv, None, step.activation)
         self.input_divisor, self.input_pad = None, (bottom, right)
 
     def prepare(self, rgb: torch.Tensor) -> torch.Tensor:
@@ -695,22 +400,22 @@ class SelfieNet(nn.Module):
                 raise ModelError(f"{source}: {kind} #{op.index} of two constants is not supported")
             if const_b or const_a:
                 activation_input, constant = (a, b) if const_b else (b, a)
-                return _Binary(kind, _nchw(graph.constant(constant)), act), [activation_input]
-            return _Binary(kind, None, act), [a, b]
+                return Binary(kind, _nchw(graph.constant(constant)), act), [activation_input]
+            return Binary(kind, None, act), [a, b]
         if kind == "RELU":
-            return _Unary(F.relu), [first]
+            return Unary(F.relu), [first]
         if kind == "RELU6":
-            return _Unary(F.relu6), [first]
+            return Unary(F.relu6), [first]
         if kind == "HARD_SWISH":
-            return _Unary(F.hardswish), [first]
+            return Unary(F.hardswish), [first]
         if kind == "LOGISTIC":
-            return _Unary(torch.sigmoid), [first]
+            return Unary(torch.sigmoid), [first]
         if kind == "MEAN":
             axes = tuple(int(a) for a in np.atleast_1d(graph.constant(op.inputs[1])))
             if not op.options.get("keep_dims") or len(in_shape) != 4:
                 raise ModelError(f"{source}: MEAN #{op.index} without keep_dims on 4-D input "
                                  f"is not supported")
-            return _Mean(tuple(sorted(_NHWC_TO_NCHW[a] for a in axes))), [first]
+            return Mean(tuple(sorted(_NHWC_TO_NCHW[a] for a in axes))), [first]
         if kind == "AVERAGE_POOL_2D":
             # Only global pooling (one window covering the input, no padding) occurs in these models.
             fh, fw = op.options["filter"]
@@ -719,14 +424,14 @@ class SelfieNet(nn.Module):
                                  f"not supported")
             if op.options["activation"] != "NONE":
                 raise ModelError(f"{source}: AVERAGE_POOL_2D with a fused activation is not supported")
-            return _Mean((2, 3)), [first]
+            return Mean((2, 3)), [first]
         if kind == "RESIZE_BILINEAR":
             if op.options["half_pixel_centers"] == op.options["align_corners"]:
                 raise ModelError(f"{source}: RESIZE_BILINEAR #{op.index} with align_corners="
                                  f"{op.options['align_corners']} and half_pixel_centers="
                                  f"{op.options['half_pixel_centers']} has no torch equivalent")
             doubles = (out_shape[1], out_shape[2]) == (2 * in_shape[1], 2 * in_shape[2])
-            return _Resize((out_shape[1], out_shape[2]), op.options["align_corners"],
+            return Resize((out_shape[1], out_shape[2]), op.options["align_corners"],
                            kernel=self.kernels and doubles and not op.options["align_corners"]), [first]
         raise ModelError(f"{source}: op {kind} is not supported by the PyTorch port: use the MediaPipe "
                          f"selfie-segmentation files")
@@ -759,14 +464,14 @@ class SelfieNet(nn.Module):
             top = bottom = left = right = 0
         activation = _activation(opts["activation"], graph.source)
         if (kh, kw) == (1, 1) and stride == (1, 1) and groups == 1 and not (top or bottom or left or right):
-            return _Pointwise(torch.from_numpy(np.ascontiguousarray(torch_weight[:, :, 0, 0])),
+            return Pointwise(torch.from_numpy(np.ascontiguousarray(torch_weight[:, :, 0, 0])),
                               torch.from_numpy(bias) if bias is not None else None, activation,
                               on_vector=(in_h, in_w) == (1, 1), activation_name=opts["activation"],
                               kernel=self.kernels)
         if self.kernels and op.kind == "DEPTHWISE_CONV_2D" and opts["depth_multiplier"] == 1 \
                 and dilation == (1, 1) and stride[0] == stride[1]:
             _, out_h, out_w, _ = graph.tensors[op.outputs[0]].shape
-            return _DepthwiseKernel(weight, bias, stride[0], top, left, (out_h, out_w), opts["activation"])
+            return DepthwiseKernel(weight, bias, stride[0], top, left, (out_h, out_w), opts["activation"])
         # TF puts the odd extra padding after. Instead of copying the input through F.pad (slow on
         # channels-last), prepend a zero tap to the kernel on that axis and pad symmetrically by
         # the larger amount: windows shift back by one pixel whose weight is zero, so they cover
@@ -787,7 +492,7 @@ class SelfieNet(nn.Module):
             if bias is not None:
                 conv.bias.copy_(torch.from_numpy(bias))
         pad = None if symmetric else (left, right, top, bottom)
-        return _Conv(conv, pad, activation)
+        return Conv(conv, pad, activation)
 
     def _transpose_conv(self, graph: TFLiteGraph, op: OpInfo) -> nn.Module:
         weight = graph.constant(op.inputs[1])                    # OHWI
@@ -803,7 +508,7 @@ class SelfieNet(nn.Module):
         if not (kh == kw == sh == sw and (out_h, out_w) == (in_h * sh, in_w * sw)):
             raise ModelError(f"{graph.source}: {op.kind} #{op.index} with kernel {kh}x{kw}, stride "
                              f"{sh}x{sw} and output {out_h}x{out_w} is not supported")
-        return _TransposeConv(weight, bias, sh)
+        return TransposeConv(weight, bias, sh)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         values: dict[int, torch.Tensor] = {self.input_index: x}

@@ -19,6 +19,7 @@ import skimage.data
 from segmenter.kernels import load as load_kernels
 from segmenter.model import ModelError, create_model
 from segmenter.model.selfie import SELFIE_SPECS, SelfieNet, SelfieSegmentation, load_selfie
+from segmenter.model.selfie_steps import DepthwiseKernel, FrameConvKernel, Resize
 from segmenter.model.tflite_graph import TRANSPOSE_CONV_BIAS, read_tflite
 from segmenter.weights import weights_path
 from shared.resize import prepare_input
@@ -174,9 +175,8 @@ def test_kernels_take_every_depthwise_conv_and_the_residual_adds(name):
     graph = read_tflite(weights_path(name))
     stock, kernels = SelfieNet(graph, fuse=True), SelfieNet(graph, fuse=True, kernels=True)
     depthwise_ops = sum(op.kind == "DEPTHWISE_CONV_2D" for op in graph.ops)
-    kinds = [type(step).__name__ for step in kernels.steps]
-    assert kinds.count("_DepthwiseKernel") == depthwise_ops > 0
-    assert "_DepthwiseKernel" not in [type(step).__name__ for step in stock.steps]
+    assert sum(isinstance(step, DepthwiseKernel) for step in kernels.steps) == depthwise_ops > 0
+    assert not any(isinstance(step, DepthwiseKernel) for step in stock.steps)
     residual = [i for i, step in enumerate(kernels.steps) if getattr(step, "residual", False)]
     assert residual and all(len(kernels.step_inputs[i]) == 2 for i in residual)
     depthwise_add = [step for step in kernels.steps if getattr(step, "add_input", False)]
@@ -184,8 +184,8 @@ def test_kernels_take_every_depthwise_conv_and_the_residual_adds(name):
     # Each residual ADD joined its conv or depthwise.
     assert len(kernels.steps) == len(stock.steps) - len(residual) - len(depthwise_add)
     # The first conv reads the uint8 frame; the decoder's 2x upsamplings run as holocam.upsample2x.
-    assert kinds[0] == "_FrameConvKernel" and kernels.input_raw and not stock.input_raw
-    upsamplings = [m for m in kernels.modules() if type(m).__name__ == "_Resize"]
+    assert isinstance(kernels.steps[0], FrameConvKernel) and kernels.input_raw and not stock.input_raw
+    upsamplings = [m for m in kernels.modules() if isinstance(m, Resize)]
     assert len(upsamplings) == 3 and all(m.kernel for m in upsamplings)
 
 
