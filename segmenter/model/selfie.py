@@ -14,8 +14,8 @@ Details that matter for parity with TFLite (tests/segmenter/test_selfie_parity.p
 Speed (bench/bench_model.py): with the fused NHWC kernels (segmenter/kernels: `kernels=True`,
 the default where they build) every depthwise conv, every 1x1 conv on a map, the first conv on
 the uint8 frame and the decoder's 2x upsamplings run as torch.ops.holocam.* ops that apply bias,
-activation and the residual ADD in the same pass: general model 1.10-1.16x -> 0.72-0.86x LiteRT's
-time at 1 thread, landscape 1.15-1.25x -> 0.71-0.72x, parity unchanged (max |dprob| <= 9e-5).
+activation and the residual ADD in the same pass: general model 1.05-1.16x -> 0.67-0.86x LiteRT's
+time at 1 thread, landscape 1.15-1.38x -> 0.71-0.92x, parity unchanged (max |dprob| <= 9e-5).
 Without them (stock torch ops) the fast path is the whole uint8 -> probability pipeline traced and
 frozen, channels-last from the input permute on; 1x1 convs run as `linear` on the NHWC view, the
 transposed conv as one GEMM, asymmetric padding as a zero kernel tap instead of F.pad, and glibc
