@@ -15,6 +15,7 @@
 #include "nhwc_kernels.h"
 
 #include <algorithm>
+#include <vector>
 
 namespace holocam {
 namespace HOLOCAM_ISA {
@@ -103,6 +104,15 @@ template <typename F> HOLOCAM_INLINE void for_tail_channels(int c0, int c, F&& f
   if constexpr (kLanes >= 16) if (c - c0 >= 8) { f.template operator()<8>(c0); c0 += 8; }
   if constexpr (kLanes >= 8) if (c - c0 >= 4) { f.template operator()<4>(c0); c0 += 4; }
   for (; c0 < c; ++c0) f.template operator()<1>(c0);
+}
+
+// Calls f.template operator()<N>() for the N = n < MAX leftover pixels of a row in one tile, so
+// they keep several accumulator chains instead of running one latency-bound pixel at a time.
+template <int MAX, typename F> HOLOCAM_INLINE void tail_tile(int n, F&& f) {
+  if constexpr (MAX > 1) {
+    if (n == MAX - 1) f.template operator()<MAX - 1>();
+    else tail_tile<MAX - 1>(n, f);
+  }
 }
 
 // First and one-past-last output columns whose windows lie inside the input horizontally.
@@ -194,16 +204,60 @@ void dw_channels(const float* x, const float* w, const float* b, const float* r,
     int ox = 0;
     for (; ox < first; ++ox) border(oy, ox);
     for (; ox + PX <= last; ox += PX) dw_tile<L, NV, PX, ACT>(x, w, b, r, y, s, oy, ox, c0);
-    for (; ox < last; ++ox) dw_tile<L, NV, 1, ACT>(x, w, b, r, y, s, oy, ox, c0);
+    tail_tile<PX>(last - ox, [&]<int N>() { dw_tile<L, NV, N, ACT>(x, w, b, r, y, s, oy, ox, c0); });
+    ox = last;
     for (; ox < s.out_w; ++ox) border(oy, ox);
   }
 }
 
 template <int ACT>
-void dw_all(const float* x, const float* w, const float* b, const float* r, float* y, const DepthwiseShape& s) {
+void dw_blocks(const float* x, const float* w, const float* b, const float* r, float* y, const DepthwiseShape& s) {
   const int vectors = s.c / kLanes;
   for_vector_blocks(vectors, [&]<int NV>(int v0) { dw_channels<kLanes, NV, ACT>(x, w, b, r, y, s, v0 * kLanes); });
   for_tail_channels(vectors * kLanes, s.c, [&]<int L>(int c0) { dw_channels<L, 1, ACT>(x, w, b, r, y, s, c0); });
+}
+
+// On small maps (5x5 windows on 16x16) up to half the outputs touch the zero padding, and a border
+// pixel runs one accumulator chain per vector, latency-bound. There the rows of this call are
+// copied once into a zero-padded buffer, so every output takes the tiled path; on large maps the
+// border is a few percent and the copy would cost more than it saves.
+template <int ACT>
+void dw_all(const float* x, const float* w, const float* b, const float* r, float* y, const DepthwiseShape& s) {
+  const int rows = s.row_end - s.row_begin;
+  int first, last;
+  interior_columns(s.out_w, s.w, s.kw, s.stride, s.pad_left, first, last);
+  int inner_rows = 0;
+  for (int oy = s.row_begin; oy < s.row_end; ++oy)
+    inner_rows += (oy * s.stride - s.pad_top >= 0 && oy * s.stride - s.pad_top + s.kh <= s.h);
+  const long outputs = (long)rows * s.out_w, border = outputs - (long)inner_rows * (last - first);
+  if (rows <= 0 || border * 8 <= outputs) {
+    dw_blocks<ACT>(x, w, b, r, y, s);
+    return;
+  }
+  const int iy_begin = s.row_begin * s.stride - s.pad_top;
+  const int ph = (rows - 1) * s.stride + s.kh, pw = (s.out_w - 1) * s.stride + s.kw;
+  const long row_len = (long)pw * s.c;
+  std::vector<float> padded((long)ph * row_len);
+  for (int py = 0; py < ph; ++py) {
+    float* dst = padded.data() + py * row_len;
+    const int iy = iy_begin + py;
+    if (iy < 0 || iy >= s.h) {
+      std::fill(dst, dst + row_len, 0.f);
+      continue;
+    }
+    const int left = std::min(pw, s.pad_left), copied = std::max(0, std::min(s.w, pw - left));
+    std::fill(dst, dst + (long)left * s.c, 0.f);
+    __builtin_memcpy(dst + (long)left * s.c, x + (long)iy * s.w * s.c, sizeof(float) * copied * s.c);
+    std::fill(dst + (long)(left + copied) * s.c, dst + row_len, 0.f);
+  }
+  DepthwiseShape p = s;
+  p.h = ph;
+  p.w = pw;
+  p.pad_top = p.pad_left = 0;
+  p.row_begin = 0;
+  p.row_end = rows;
+  const long skip = (long)s.row_begin * s.out_w * s.c;   // the output (and residual) rows of this call
+  dw_blocks<ACT>(padded.data(), w, b, r != nullptr ? r + skip : nullptr, y + skip, p);
 }
 
 // ---- pointwise (1x1 conv) ----------------------------------------------------------------------
@@ -252,7 +306,7 @@ void pw_columns(const float* x, const float* w, const float* b, const float* r, 
   constexpr int PX = tile_pixels<NV>();
   long p = p_begin;
   for (; p + PX <= p_end; p += PX) pw_tile<L, NV, PX, ACT, RES>(x, w, b, r, y, k_in, n_out, p, n0);
-  for (; p < p_end; ++p) pw_tile<L, NV, 1, ACT, RES>(x, w, b, r, y, k_in, n_out, p, n0);
+  tail_tile<PX>((int)(p_end - p), [&]<int N>() { pw_tile<L, NV, N, ACT, RES>(x, w, b, r, y, k_in, n_out, p, n0); });
 }
 
 // Pixels in chunks small enough that their inputs stay in L1 while every column block reads them.
@@ -294,31 +348,33 @@ inline void up2_taps(int o, int n, int& i0, int& i1, float& l) {
   l = src - (float)i0;
 }
 
-template <int L>
-HOLOCAM_INLINE void up2_pixel(const float* __restrict r0, const float* __restrict r1, float* __restrict out,
-                              long a, long b, float lx, float ly) {
-  const auto top = load<L>(r0 + a) * (1.f - lx) + load<L>(r0 + b) * lx;
-  const auto bottom = load<L>(r1 + a) * (1.f - lx) + load<L>(r1 + b) * lx;
-  store<L>(out, top * (1.f - ly) + bottom * ly);
+// out = a * (1 - l) + b * l over n floats, in native vectors, then narrower ones, then scalars.
+inline void blend(const float* __restrict a, const float* __restrict b, float* __restrict out, long n, float l) {
+  const float k = 1.f - l;
+  long i = 0;
+  for (; i + kLanes <= n; i += kLanes) store<kLanes>(out + i, load<kLanes>(a + i) * k + load<kLanes>(b + i) * l);
+  for (; i < n; ++i) out[i] = a[i] * k + b[i] * l;
 }
 
+// Each output row: the two source rows blended vertically into `row` (w * c contiguous floats, so
+// the whole row is one vector loop), then every output pixel from two neighbours of `row`; the
+// horizontal taps of an exact 2x are fixed: 0.25 / 0.75 between neighbours, copies at the edges.
 void up2_rows(const float* __restrict x, float* __restrict y, int h, int w, int c, int row_begin, int row_end) {
-  const int out_w = 2 * w, vectors = c / kLanes;
+  const long row_len = (long)w * c, out_row = 2 * row_len;
+  std::vector<float> row(row_len);
   for (int oy = row_begin; oy < row_end; ++oy) {
     int y0, y1;
     float ly;
     up2_taps(oy, h, y0, y1, ly);
-    const float* r0 = x + (long)y0 * w * c;
-    const float* r1 = x + (long)y1 * w * c;
-    float* out = y + (long)oy * out_w * c;
-    for (int ox = 0; ox < out_w; ++ox, out += c) {
-      int x0, x1;
-      float lx;
-      up2_taps(ox, w, x0, x1, lx);
-      const long a = (long)x0 * c, b = (long)x1 * c;
-      for (int v = 0; v < vectors; ++v) up2_pixel<kLanes>(r0 + v * kLanes, r1 + v * kLanes, out + v * kLanes, a, b, lx, ly);
-      for_tail_channels(vectors * kLanes, c, [&]<int L>(int c0) { up2_pixel<L>(r0 + c0, r1 + c0, out + c0, a, b, lx, ly); });
+    blend(x + y0 * row_len, x + y1 * row_len, row.data(), row_len, ly);
+    float* out = y + oy * out_row;
+    __builtin_memcpy(out, row.data(), sizeof(float) * c);                                 // ox = 0
+    for (int i = 0; i + 1 < w; ++i) {
+      const float* a = row.data() + (long)i * c;
+      blend(a, a + c, out + (2L * i + 1) * c, c, 0.25f);
+      blend(a, a + c, out + (2L * i + 2) * c, c, 0.75f);
     }
+    __builtin_memcpy(out + (out_row - c), row.data() + (row_len - c), sizeof(float) * c);   // ox = 2w - 1
   }
 }
 
@@ -397,7 +453,8 @@ void conv_u8_channels(const float* x, const float* w, const float* b, float* y, 
     int ox = 0;
     for (; ox < first; ++ox) border(oy, ox);
     for (; ox + PX <= last; ox += PX) conv_u8_tile<L, NV, PX, ACT>(x, w, b, y, s, oy, ox, n0);
-    for (; ox < last; ++ox) conv_u8_tile<L, NV, 1, ACT>(x, w, b, y, s, oy, ox, n0);
+    tail_tile<PX>(last - ox, [&]<int N>() { conv_u8_tile<L, NV, N, ACT>(x, w, b, y, s, oy, ox, n0); });
+    ox = last;
     for (; ox < s.out_w; ++ox) border(oy, ox);
   }
 }
