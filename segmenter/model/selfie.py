@@ -57,7 +57,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from segmenter.kernels import ACTIVATIONS
+from segmenter.kernels import calibrate as calibration
 from segmenter.kernels import load as load_kernels
+from segmenter.kernels import setting as kernel_setting
 
 from . import ModelError
 from .base import InputSpec, SegmentationModel
@@ -617,8 +619,10 @@ def load_selfie(name: str, weights: str | os.PathLike | None = None,
         weights = weights_path(name, cache_dir)  # verified; raises WeightsError naming `make weights`
     keep_frame_buffers_in_heap()
     graph = read_tflite(weights)
+    calibrate = False
     if kernels is None:
         kernels = fast and load_kernels(cache_dir) is not None
+        calibrate = kernels and kernel_setting() == "auto"
     elif kernels and load_kernels(cache_dir) is None:
         raise ModelError("the fused kernels were asked for but do not load: see the warning above, "
                          "or leave kernels unset")
@@ -630,6 +634,33 @@ def load_selfie(name: str, weights: str | os.PathLike | None = None,
     if _sha256(Path(weights)) != WEIGHTS[name].sha256:
         logger.warning("%s is not MediaPipe's %s file (sha256 differs): the parity tests do not "
                        "cover it", weights, name)
+    model = SelfieSegmentation(net, name, fast=fast)
+    if calibrate:
+        model = _faster_of(model, lambda: SelfieSegmentation(SelfieNet(graph, fuse=True, kernels=False), name),
+                           weights, cache_dir)
     logger.info("loaded %s from %s (%d ops, %s path%s)", name, weights, len(graph.ops),
-                "traced" if fast else "eager", ", fused kernels" if net.kernels else "")
-    return SelfieSegmentation(net, name, fast=fast)
+                "traced" if fast else "eager", ", fused kernels" if model.net.kernels else "")
+    return model
+
+
+def _faster_of(fused: SelfieSegmentation, build_stock: Callable[[], SelfieSegmentation],
+               weights: str | os.PathLike, cache_dir: str | os.PathLike | None) -> SelfieSegmentation:
+    """Whichever of fused kernels and stock ops runs this model faster on this CPU: timed on the
+    first start, read from the calibration cache afterwards (the stock model is then not built)."""
+    isa = load_kernels(cache_dir) or "none"
+    threads = torch.get_num_threads()
+    key = calibration.cache_key(fused.KEY, weights, isa, threads)
+    choice = calibration.cached(key, cache_dir)
+    stock: SelfieSegmentation | None = None
+    if choice is None:
+        stock = build_stock()
+        spec = fused.input_spec
+        frame = np.random.default_rng(0).integers(0, 256, (spec.height, spec.width, 3), dtype=np.uint8)
+        choice = calibration.decide(*calibration.time_interleaved(lambda: fused.segment(frame),
+                                                                  lambda: stock.segment(frame)))
+        calibration.store(key, choice, cache_dir)
+    logger.info("%s on %s (%s build, %d thread(s)): %s", fused.KEY, calibration.cpu_model(), isa, threads,
+                choice.describe())
+    if choice.use_fused:
+        return fused
+    return stock if stock is not None else build_stock()
