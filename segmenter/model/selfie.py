@@ -234,8 +234,21 @@ def _fuse(net: "SelfieNet", graph: TFLiteGraph, pos: int,
             step = net._conv(graph, conv_op)
             if isinstance(step, Pointwise):
                 upsampling = _upsamples(graph, after) if resize is not None else False
-                return (GatedPointwise(step, resize, resize_last=upsampling), [x, gate], conv_op.outputs[0],
-                        [nxt] + ([conv_pos] if resize is not None else []))
+                absorbed = [nxt] + ([conv_pos] if resize is not None else [])
+                gated = GatedPointwise(step, resize, resize_last=upsampling)
+                add_pos = only_reader(conv_op.outputs[0])
+                add = graph.ops[add_pos] if add_pos is not None else None
+                if resize is None and step.kernel and not step.has_activation and add is not None \
+                        and add.kind == "ADD" and add.options["activation"] in ACTIVATIONS:
+                    # conv(x * gate) + other in one kernel pass (the squeeze-excite block's residual).
+                    other = add.inputs[1] if add.inputs[0] == conv_op.outputs[0] else add.inputs[0]
+                    if other != conv_op.outputs[0] and not graph.tensors[other].is_constant \
+                            and computed_before(other) \
+                            and tuple(graph.tensors[other].shape) == tuple(graph.tensors[add.outputs[0]].shape):
+                        step.residual = True
+                        step.fuse_activation(add.options["activation"])
+                        return gated, [x, gate, other], add.outputs[0], absorbed + [add_pos]
+                return gated, [x, gate], conv_op.outputs[0], absorbed
             return None
         if after.kind == "ADD" and after.options["activation"] == "NONE":
             other = after.inputs[1] if after.inputs[0] == op.outputs[0] else after.inputs[0]

@@ -231,12 +231,13 @@ class GatedPointwise(nn.Module):
         self.resize = resize
         self.resize_last = resize_last and upsample_after(pointwise, resize)
 
-    def forward(self, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, gate: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         if self.resize is not None and not self.resize_last:
             x = self.resize(x)
         if self.pointwise.kernel:
+            # residual (set by _fuse, kernels only): conv(x * gate) + residual in the same pass
             weight_t = self.pointwise.weight_t * gate.reshape(-1, 1)
-            y = torch.ops.holocam.pointwise(x, weight_t, self.pointwise.bias, None, self.pointwise.act_code)
+            y = torch.ops.holocam.pointwise(x, weight_t, self.pointwise.bias, residual, self.pointwise.act_code)
             return self.resize(y) if self.resize is not None and self.resize_last else y
         weight = self.pointwise.weight * gate.reshape(1, -1)
         y = F.linear(x.permute(0, 2, 3, 1), weight, self.pointwise.bias).permute(0, 3, 1, 2)
