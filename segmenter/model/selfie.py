@@ -65,7 +65,8 @@ from . import ModelError
 from .base import InputSpec, SegmentationModel
 from .selfie_steps import (Binary, Conv, DepthwiseKernel, FrameConvKernel, GatedAdd, GatedPointwise,
                            IN_PLACE_ACTIVATIONS, InPlace, Mean, Pointwise, PointwiseThenResize,
-                           Resize, TransposeConv, TransposeConvSigmoid, Unary, upsample_after)
+                           Resize, SqueezeExciteKernel, TransposeConv, TransposeConvSigmoid, Unary,
+                           upsample_after)
 from .tflite_graph import TRANSPOSE_CONV_BIAS, OpInfo, TFLiteGraph, read_tflite
 
 logger = logging.getLogger(__name__)
@@ -173,6 +174,10 @@ def _fuse(net: "SelfieNet", graph: TFLiteGraph, pos: int,
 
     nxt = only_reader(op.outputs[0])
     after = graph.ops[nxt] if nxt is not None else None
+    if net.kernels and op.kind in ("MEAN", "AVERAGE_POOL_2D") and after is not None and after.kind == "CONV_2D":
+        squeeze = _squeeze_excite(net, graph, op, nxt, only_reader)
+        if squeeze is not None:
+            return squeeze
     if op.kind == "DEPTHWISE_CONV_2D" and op.options["activation"] == "NONE" and after is not None \
             and after.kind in IN_PLACE_ACTIVATIONS:
         add_pos = only_reader(after.outputs[0])
@@ -256,6 +261,32 @@ def _fuse(net: "SelfieNet", graph: TFLiteGraph, pos: int,
                     and tuple(graph.tensors[other].shape) == tuple(graph.tensors[after.outputs[0]].shape):
                 return GatedAdd(), [x, gate, other], after.outputs[0], [nxt]
     return None
+
+
+def _squeeze_excite(net: "SelfieNet", graph: TFLiteGraph, pool_op: OpInfo, conv_pos: int,
+                    only_reader: Callable[[int], int | None]) -> tuple[nn.Module, list[int], int, list[int]] | None:
+    """global pool -> CONV_2D [-> RELU] -> CONV_2D -> LOGISTIC on the pooled vector as one
+    SqueezeExciteKernel, when the chain is exactly that (each op the single reader of the last)."""
+    pool, _ = net._build(graph, pool_op)          # validates: global pooling only
+    first = graph.ops[conv_pos]
+    chain, relu = [conv_pos], first.options["activation"] == "RELU"
+    pos = only_reader(first.outputs[0])
+    if first.options["activation"] == "NONE" and pos is not None and graph.ops[pos].kind == "RELU":
+        chain.append(pos)
+        relu = True
+        pos = only_reader(graph.ops[pos].outputs[0])
+    if first.options["activation"] not in ("NONE", "RELU") or pos is None:
+        return None
+    second = graph.ops[pos]
+    sigmoid_pos = only_reader(second.outputs[0]) if second.kind == "CONV_2D" else None
+    if sigmoid_pos is None or second.options["activation"] != "NONE" or graph.ops[sigmoid_pos].kind != "LOGISTIC":
+        return None
+    reduce, expand = net._conv(graph, first), net._conv(graph, second)
+    if not (isinstance(pool, Mean) and pool.dims == (2, 3) and isinstance(reduce, Pointwise) and reduce.on_vector
+            and isinstance(expand, Pointwise) and expand.on_vector):
+        return None
+    return (SqueezeExciteKernel(reduce, relu, expand), [pool_op.inputs[0]], graph.ops[sigmoid_pos].outputs[0],
+            chain + [pos, sigmoid_pos])
 
 
 class SelfieNet(nn.Module):

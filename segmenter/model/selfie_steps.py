@@ -270,6 +270,24 @@ class PointwiseThenResize(nn.Module):
         return self.resize(self.pointwise(x))
 
 
+class SqueezeExciteKernel(nn.Module):
+    """Global MEAN -> 1x1 CONV_2D [-> RELU] -> 1x1 CONV_2D -> LOGISTIC: the squeeze-excite gate
+    (1, C, 1, 1) in one holocam.squeeze_excite call instead of eight small torch ops."""
+
+    def __init__(self, reduce: Pointwise, relu: bool, expand: Pointwise) -> None:
+        super().__init__()
+        def bias(p: Pointwise) -> torch.Tensor:
+            return p.bias.detach() if p.bias is not None else torch.zeros(p.weight.shape[0])
+        self.w1 = nn.Parameter(reduce.weight.detach().t().contiguous(), requires_grad=False)   # (C, M)
+        self.b1 = nn.Parameter(bias(reduce).contiguous(), requires_grad=False)
+        self.w2 = nn.Parameter(expand.weight.detach().t().contiguous(), requires_grad=False)   # (M, C)
+        self.b2 = nn.Parameter(bias(expand).contiguous(), requires_grad=False)
+        self.act1 = ACTIVATIONS["RELU"] if relu else ACTIVATIONS["NONE"]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.holocam.squeeze_excite(x, self.w1, self.b1, self.act1, self.w2, self.b2)
+
+
 class GatedAdd(nn.Module):
     """MUL(x, gate) -> ADD(that, y) as one addcmul: y + x * gate."""
 
