@@ -11,30 +11,12 @@ Details that matter for parity with TFLite (tests/segmenter/test_selfie_parity.p
 - The CUSTOM op Convolution2DTransposeBias is a transposed conv with bias, weights OHWI.
 - The graph ends in LOGISTIC: the output is already a probability.
 
-Speed (bench/bench_model.py): with the fused NHWC kernels (segmenter/kernels: `kernels=True`,
-the default where they build) every depthwise conv, every 1x1 conv on a map, the first conv on
-the uint8 frame and the decoder's 2x upsamplings run as torch.ops.holocam.* ops that apply bias,
-activation and the residual ADD in the same pass: general model 1.05-1.16x -> 0.67-0.86x LiteRT's
-time at 1 thread, landscape 1.15-1.38x -> 0.71-0.92x, parity unchanged (max |dprob| <= 9e-5).
-Without them (stock torch ops) the fast path is the whole uint8 -> probability pipeline traced and
-frozen, channels-last from the input permute on; 1x1 convs run as `linear` on the NHWC view, the
-transposed conv as one GEMM, asymmetric padding as a zero kernel tap instead of F.pad, and glibc
-keeps freed activation buffers (keep_frame_buffers_in_heap). On top, the fast path fuses the graph
-(`SelfieNet(fuse=True)`, see `_fuse`): activations run in place on a conv's fresh output, a
-squeeze-excite gate is folded into the next 1x1 conv's weights (or MUL+ADD becomes one addcmul),
-rgb/255 and the trailing SAME padding move into the first conv and `prepare`, and the final
-transposed conv + sigmoid is one weights @ pixels^T product, and each decoder upsampling
-RESIZE_BILINEAR -> 1x1 conv runs as conv -> resize on the small map (`selfie_steps.upsample_after`). Measured
-against LiteRT in one run (general model, 1 thread): unfused 1.40x -> fused 1.16x -> with the
-conv/resize swap and OpenCV's mask rounding 1.06-1.07x (the fused path before them: 1.16-1.19x
-in the same runs; landscape 1.33-1.44x -> 1.24-1.36x). Tried and dropped: oneDNN Graph fusion for TorchScript
-(torch.jit.enable_onednn_fusion: the fused graph crashes in the fuser, the unfused graph runs 6.1 ->
-8.7 ms), set_num_interop_threads(1), OMP_NUM_THREADS=1, OMP_WAIT_POLICY=PASSIVE, KMP_BLOCKTIME=0,
-DNNL_PRIMITIVE_CACHE_CAPACITY, MKL_ENABLE_INSTRUCTIONS=AVX512 (all within noise at 1 thread),
-mkldnn disabled (15x slower); the profile shows no layout reorders to remove. oneDNN conv post-op
-fusion (torch.ops.mkldnn._convolution_pointwise cannot be traced: its empty Scalar?[] argument),
-torch.compile with inductor freezing + cpp_wrapper (1.36x, 37 s compile; max-autotune 1.23x,
-115 s compile), pixels @ W^T for narrow outputs (4x slower than W @ pixels^T at 4 columns).
+Speed: the fast path is the fused graph (`SelfieNet(fuse=True)`, see `_fuse`) traced and frozen,
+channels-last throughout. With the fused NHWC kernels (segmenter/kernels) the depthwise and 1x1
+convs, the first conv on the uint8 frame, the 2x upsamplings and the squeeze-excite gates run as
+torch.ops.holocam.* ops; `load_selfie` times them against stock ops on the model and keeps the
+faster (segmenter/kernels/calibrate.py). What each step bought, and what was tried and dropped:
+docs/model-performance.md; current figures: bench/results/model.json and kernels_isa.md.
 
 Weights: MediaPipe selfie segmentation, Apache-2.0 (fetched by `segmenter.weights`).
 """
