@@ -124,6 +124,38 @@ inline void interior_columns(int out_w, int w, int kw, int stride, int pad_left,
   while (last > first && (last - 1) * stride - pad_left + kw > w) --last;
 }
 
+// The output rows [s.row_begin, s.row_end) of a windowed kernel (depthwise, first conv): pixels
+// whose window crosses the input's edge go to border(oy, ox) one at a time, the others to
+// tile.template operator()<N>(oy, ox) in runs of PX (and one shorter run for a row's leftovers).
+template <int PX, typename Shape, typename Border, typename Tile>
+HOLOCAM_INLINE void windowed_rows(const Shape& s, Border&& border, Tile&& tile) {
+  int first, last;
+  interior_columns(s.out_w, s.w, s.kw, s.stride, s.pad_left, first, last);
+  for (int oy = s.row_begin; oy < s.row_end; ++oy) {
+    const int iy0 = oy * s.stride - s.pad_top;
+    if (iy0 < 0 || iy0 + s.kh > s.h) {
+      for (int ox = 0; ox < s.out_w; ++ox) border(oy, ox);
+      continue;
+    }
+    int ox = 0;
+    for (; ox < first; ++ox) border(oy, ox);
+    for (; ox + PX <= last; ox += PX) tile.template operator()<PX>(oy, ox);
+    tail_tile<PX>(last - ox, [&]<int N>() { tile.template operator()<N>(oy, ox); });
+    for (ox = last; ox < s.out_w; ++ox) border(oy, ox);
+  }
+}
+
+// Every accumulator of a PX x NV tile starts from the bias of its channels.
+template <int L, int NV, int PX>
+HOLOCAM_INLINE void start_from_bias(typename VecOf<L>::T (&acc)[PX][NV], const float* b) {
+#pragma GCC unroll 8
+  for (int v = 0; v < NV; ++v) {
+    const auto bias = load<L>(b + v * L);
+#pragma GCC unroll 8
+    for (int p = 0; p < PX; ++p) acc[p][v] = bias;
+  }
+}
+
 // ---- depthwise -------------------------------------------------------------------------------
 
 // One output pixel, channels [c0, c0 + L), taps clipped to the input (the zero padding).
@@ -153,12 +185,7 @@ HOLOCAM_INLINE void dw_tile(const float* __restrict x, const float* __restrict w
                             int ox, int c0) {
   using V = typename VecOf<L>::T;
   V acc[PX][NV];
-#pragma GCC unroll 8
-  for (int v = 0; v < NV; ++v) {
-    const V bias = load<L>(b + c0 + v * L);
-#pragma GCC unroll 8
-    for (int p = 0; p < PX; ++p) acc[p][v] = bias;
-  }
+  start_from_bias<L, NV, PX>(acc, b + c0);
   const long step = (long)s.stride * s.c;
   const float* xrow = x + ((long)(oy * s.stride - s.pad_top) * s.w + ox * s.stride - s.pad_left) * s.c + c0;
   for (int ky = 0; ky < s.kh; ++ky, xrow += (long)s.w * s.c) {
@@ -190,25 +217,11 @@ HOLOCAM_INLINE void dw_tile(const float* __restrict x, const float* __restrict w
 template <int L, int NV, int ACT>
 void dw_channels(const float* x, const float* w, const float* b, const float* r, float* y, const DepthwiseShape& s,
                  int c0) {
-  constexpr int PX = window_tile_pixels<L, NV>();
-  int first, last;
-  interior_columns(s.out_w, s.w, s.kw, s.stride, s.pad_left, first, last);
-  auto border = [&](int oy, int ox) {
-    for (int v = 0; v < NV; ++v) dw_border<L, ACT>(x, w, b, r, y, s, oy, ox, c0 + v * L);
-  };
-  for (int oy = s.row_begin; oy < s.row_end; ++oy) {
-    const int iy0 = oy * s.stride - s.pad_top;
-    if (iy0 < 0 || iy0 + s.kh > s.h) {
-      for (int ox = 0; ox < s.out_w; ++ox) border(oy, ox);
-      continue;
-    }
-    int ox = 0;
-    for (; ox < first; ++ox) border(oy, ox);
-    for (; ox + PX <= last; ox += PX) dw_tile<L, NV, PX, ACT>(x, w, b, r, y, s, oy, ox, c0);
-    tail_tile<PX>(last - ox, [&]<int N>() { dw_tile<L, NV, N, ACT>(x, w, b, r, y, s, oy, ox, c0); });
-    ox = last;
-    for (; ox < s.out_w; ++ox) border(oy, ox);
-  }
+  windowed_rows<window_tile_pixels<L, NV>()>(
+      s, [&](int oy, int ox) {
+        for (int v = 0; v < NV; ++v) dw_border<L, ACT>(x, w, b, r, y, s, oy, ox, c0 + v * L);
+      },
+      [&]<int N>(int oy, int ox) { dw_tile<L, NV, N, ACT>(x, w, b, r, y, s, oy, ox, c0); });
 }
 
 template <int ACT>
@@ -270,12 +283,7 @@ HOLOCAM_INLINE void pw_tile(const float* __restrict x, const float* __restrict w
                             long n0) {
   using V = typename VecOf<L>::T;
   V acc[PX][NV];
-#pragma GCC unroll 8
-  for (int v = 0; v < NV; ++v) {
-    const V bias = load<L>(b + n0 + v * L);
-#pragma GCC unroll 8
-    for (int p = 0; p < PX; ++p) acc[p][v] = bias;
-  }
+  start_from_bias<L, NV, PX>(acc, b + n0);
   const float* xp = x + p0 * k_in;
   for (long k = 0; k < k_in; ++k) {
     V wv[NV];
@@ -407,12 +415,7 @@ HOLOCAM_INLINE void conv_u8_tile(const float* __restrict x, const float* __restr
                                  float* __restrict y, const DenseShape& s, int oy, int ox, int n0) {
   using V = typename VecOf<L>::T;
   V acc[PX][NV];
-#pragma GCC unroll 8
-  for (int v = 0; v < NV; ++v) {
-    const V bias = load<L>(b + n0 + v * L);
-#pragma GCC unroll 8
-    for (int p = 0; p < PX; ++p) acc[p][v] = bias;
-  }
+  start_from_bias<L, NV, PX>(acc, b + n0);
   const long step = (long)s.stride * s.cin;
   const int taps = s.kw * s.cin;
   for (int ky = 0; ky < s.kh; ++ky) {
@@ -439,25 +442,11 @@ HOLOCAM_INLINE void conv_u8_tile(const float* __restrict x, const float* __restr
 
 template <int L, int NV, int ACT>
 void conv_u8_channels(const float* x, const float* w, const float* b, float* y, const DenseShape& s, int n0) {
-  constexpr int PX = window_tile_pixels<L, NV>();
-  int first, last;
-  interior_columns(s.out_w, s.w, s.kw, s.stride, s.pad_left, first, last);
-  auto border = [&](int oy, int ox) {
-    for (int v = 0; v < NV; ++v) conv_u8_border<L, ACT>(x, w, b, y, s, oy, ox, n0 + v * L);
-  };
-  for (int oy = s.row_begin; oy < s.row_end; ++oy) {
-    const int iy0 = oy * s.stride - s.pad_top;
-    if (iy0 < 0 || iy0 + s.kh > s.h) {
-      for (int ox = 0; ox < s.out_w; ++ox) border(oy, ox);
-      continue;
-    }
-    int ox = 0;
-    for (; ox < first; ++ox) border(oy, ox);
-    for (; ox + PX <= last; ox += PX) conv_u8_tile<L, NV, PX, ACT>(x, w, b, y, s, oy, ox, n0);
-    tail_tile<PX>(last - ox, [&]<int N>() { conv_u8_tile<L, NV, N, ACT>(x, w, b, y, s, oy, ox, n0); });
-    ox = last;
-    for (; ox < s.out_w; ++ox) border(oy, ox);
-  }
+  windowed_rows<window_tile_pixels<L, NV>()>(
+      s, [&](int oy, int ox) {
+        for (int v = 0; v < NV; ++v) conv_u8_border<L, ACT>(x, w, b, y, s, oy, ox, n0 + v * L);
+      },
+      [&]<int N>(int oy, int ox) { conv_u8_tile<L, NV, N, ACT>(x, w, b, y, s, oy, ox, n0); });
 }
 
 template <int ACT>
