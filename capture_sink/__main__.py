@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 
-from .config import ENCODINGS, PACING_POLICIES, SEGMENTING_MODES, ConfigError, SinkConfig, validate
+from .config import ENCODINGS, NO_MASK_MODES, PACING_POLICIES, SEGMENTING_MODES, ConfigError, SinkConfig, validate
 
 logger = logging.getLogger("capture_sink")
 
@@ -79,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     pace.add_argument("--pacing", choices=PACING_POLICIES, default=_env("pacing", d.pacing),
                       help="wait: a frame waits up to --mask-budget-ms for its own mask; latest: never waits")
     pace.add_argument("--mask-budget-ms", type=float, default=float(_env("mask_budget_ms", d.mask_budget_ms)))
+    pace.add_argument("--max-mask-age-ms", type=float, default=None,
+                      help=f"a mask older than this is not used: the person is hidden (default {d.max_mask_age_ms:.0f})")
+    pace.add_argument("--no-mask", choices=NO_MASK_MODES, default=None,
+                      help="without a valid mask show: hide (the background alone, default), blur (the whole "
+                           "picture, unreadable) or camera (the raw camera: your room shows)")
     run.add_argument("--health-file", help="file the frame loop touches every second (container healthcheck)")
     run.add_argument("--max-frames", type=int, default=None, help="stop after this many frames (tests)")
     # -- live control (issue 8) --

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PACING_POLICIES = ("wait", "latest")
+NO_MASK_MODES = ("hide", "blur", "camera")      # capture_sink.failclosed
 ENCODINGS = ("raw", "jpeg")
 DEFAULT_DEVICE = "/dev/video20"
 
@@ -43,6 +44,8 @@ class SinkConfig:
     mjpeg_port: int = 8080
     pacing: str = "wait"
     mask_budget_ms: float = 33.0
+    max_mask_age_ms: float = 500.0       # an older mask is not used: the person is hidden (failclosed.py)
+    no_mask: str = "hide"                # without a valid mask: hide (background only) | blur | camera
     with_segmenter: bool = False
     health_file: str | None = None       # touched by the frame loop; the container HEALTHCHECK reads it
     segmenter_threads: int = 1
@@ -79,6 +82,10 @@ def verify_pacing(c: SinkConfig) -> None:
         raise ConfigError(f"--pacing {c.pacing!r}: choose one of {', '.join(PACING_POLICIES)}")
     if not (0.0 <= c.mask_budget_ms <= 1000.0):
         raise ConfigError(f"--mask-budget-ms {c.mask_budget_ms} is out of range: use 0 to 1000 (default 33)")
+    if not (50.0 <= c.max_mask_age_ms <= 10000.0):
+        raise ConfigError(f"--max-mask-age-ms {c.max_mask_age_ms} is out of range: use 50 to 10000 (default 500)")
+    if c.no_mask not in NO_MASK_MODES:
+        raise ConfigError(f"--no-mask {c.no_mask!r}: choose one of {', '.join(NO_MASK_MODES)}")
 
 
 def verify_transport(c: SinkConfig) -> None:

@@ -37,7 +37,7 @@ ENDPOINTS = {
     "GET /": "the page: live preview, numbers and controls",
     f"GET {STREAM_PATH}": "the output as MJPEG (multipart/x-mixed-replace); counts as a viewer",
     "GET /api/snapshot.jpg": "one JPEG of the output, encoded after the request arrived",
-    "GET /api/status": "settings, stats (fps, latency, replicas), viewers, choices",
+    "GET /api/status": "settings, what the output shows, stats (fps, latency, replicas), viewers, choices",
     "GET /api/settings": "the live settings",
     "POST /api/settings": "change any subset of the settings (JSON object), all or nothing",
     "GET /api/backgrounds": "uploaded background images",
@@ -125,6 +125,7 @@ class Api:
         watch = getattr(app, "viewer_watch", None)
         return web.json_response({
             "settings": current_settings(app),
+            "output": app.output_state() if hasattr(app, "output_state") else None,
             "stats": stats,
             "viewers": watch.snapshot() if watch is not None else None,
             "choices": {**choices(app), "uploads": [str(p) for p in self.uploads.list()]},
