@@ -3,7 +3,7 @@
     python -m capture_sink run --with-segmenter                 # all on this machine (make run)
     python -m capture_sink run --source /dev/video0 --output v4l2 --device /dev/video20
     python -m capture_sink run --segmenter tcp://gpu-box:5556   # a segmenter on another machine
-    python -m capture_sink run --source demo --output mjpeg     # preview at http://127.0.0.1:8080/
+    python -m capture_sink run --source demo                    # preview: the URL with ?token= in the log
 
     python -m capture_sink doctor                               # check loopback, camera, weights, segmenters
 
@@ -67,14 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     look.add_argument("--preset", default=_env("preset", d.preset), help="mask refinement preset (e.g. default, seed)")
     out = run.add_argument_group("output")
     out.add_argument("--output", action="append", default=None, dest="outputs",
-                     help="auto, v4l2, mjpeg, file, window, null (repeatable; default auto: v4l2 if the "
-                          "device exists, and the MJPEG preview)")
+                     help="auto, v4l2, file, window, null (repeatable; default auto: v4l2 if the "
+                          "device exists; the web page shows the preview)")
     out.add_argument("--device", default=_env("device", d.device), help="v4l2loopback device")
     out.add_argument("--v4l2-backend", default=_env("v4l2_backend", d.v4l2_backend),
                      help="pyvirtualcam or pyfakewebcam")
     out.add_argument("--file", dest="file_path", default=_env("file", d.file_path), help="file output path")
-    out.add_argument("--mjpeg-host", default=_env("mjpeg_host", d.mjpeg_host))
-    out.add_argument("--mjpeg-port", type=int, default=int(_env("mjpeg_port", d.mjpeg_port)))
     pace = run.add_argument_group("pacing")
     pace.add_argument("--pacing", choices=PACING_POLICIES, default=_env("pacing", d.pacing),
                       help="wait: a frame waits up to --mask-budget-ms for its own mask; latest: never waits")

@@ -40,8 +40,6 @@ class SinkConfig:
     device: str = DEFAULT_DEVICE
     v4l2_backend: str = "pyvirtualcam"
     file_path: str = "holocam-output.mp4"
-    mjpeg_host: str = "127.0.0.1"
-    mjpeg_port: int = 8080
     pacing: str = "wait"
     mask_budget_ms: float = 33.0
     max_mask_age_ms: float = 500.0       # an older mask is not used: the person is hidden (failclosed.py)
@@ -63,8 +61,6 @@ class SinkConfig:
             return {"device": self.device, "backend": self.v4l2_backend}
         if kind == "file":
             return {"path": self.file_path}
-        if kind == "mjpeg":
-            return {"host": self.mjpeg_host, "port": self.mjpeg_port}
         return {}
 
 
@@ -121,9 +117,6 @@ def verify_http(c: SinkConfig) -> None:
                           f"print(secrets.token_urlsafe(24))', or bind 127.0.0.1")
     if c.segmenting not in SEGMENTING_MODES:
         raise ConfigError(f"--segmenting {c.segmenting!r}: choose one of {', '.join(SEGMENTING_MODES)}")
-    if c.http and "mjpeg" in c.outputs and c.mjpeg_port == c.http_port and c.http_port != 0:
-        raise ConfigError(f"the MJPEG preview and the web page both want port {c.http_port}: drop --output mjpeg "
-                          f"(the web page at / shows the preview) or give --mjpeg-port another port")
 # -- end live control --
 
 
@@ -135,9 +128,9 @@ def resolve_auto(c: SinkConfig) -> None:
         c.source = str(cameras[0]) if cameras else "demo"
     if "auto" in c.outputs:
         has_loopback = os.path.exists(c.device)
-        # The web page (--http, default on) shows the preview; the stdlib MJPEG output only without it.
+        # The web page (--http, default on) shows the preview; --no-http means no web server at all.
         others = [k for k in c.outputs if k != "auto"]
-        wanted = (["v4l2"] if has_loopback else []) + ([] if c.http else ["mjpeg"])
+        wanted = ["v4l2"] if has_loopback else []
         c.outputs = others + (wanted or ([] if others else ["null"]))
         c.outputs = list(dict.fromkeys(c.outputs))
 
