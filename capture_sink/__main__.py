@@ -86,10 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-frames", type=int, default=None, help="stop after this many frames (tests)")
     # -- live control (issue 8) --
     live = run.add_argument_group("web page, API and on-demand segmenting")
-    live.add_argument("--http-host", help="web page address (default 127.0.0.1; any other needs a token)")
+    live.add_argument("--http-host", help="web page address (default 127.0.0.1)")
     live.add_argument("--http-port", type=int, help="web page port (default 8080; 0 picks a free one)")
-    live.add_argument("--http-token", help="secret every web request must carry; prefer HOLOCAM_HTTP_TOKEN "
-                                           "or the config file (flags show in `ps`)")
+    live.add_argument("--http-token", help="secret every web request must carry (default: made on the first "
+                                           "start, kept in --http-token-file); prefer HOLOCAM_HTTP_TOKEN or "
+                                           "the config file (flags show in `ps`)")
+    live.add_argument("--http-token-file", help="where the made token is kept (default "
+                                                "$XDG_CONFIG_HOME/holocam/http_token, mode 0600)")
+    live.add_argument("--no-http-auth", dest="http_auth", action="store_false", default=None,
+                      help="serve the page without a token (loopback only; every local user and program "
+                           "can then watch the webcam)")
     live.add_argument("--no-http", dest="http", action="store_false", default=None, help="no web page or API")
     live.add_argument("--upload-dir", help="folder for uploaded backgrounds (default $XDG_DATA_HOME/holocam/backgrounds)")
     live.add_argument("--segmenting", choices=SEGMENTING_MODES,

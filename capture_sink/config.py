@@ -49,9 +49,11 @@ class SinkConfig:
     segmenter_threads: int = 1
     # -- live control (issue 8: capture_sink/web, viewers.py, reload.py) --
     http: bool = True                    # the web page + JSON API (capture_sink.web)
-    http_host: str = "127.0.0.1"         # anything but loopback needs http_token
+    http_host: str = "127.0.0.1"
     http_port: int = 8080                # 0 picks a free port (logged)
-    http_token: str = ""                 # required by every request when set
+    http_token: str = ""                 # "" = the one in http_token_file, made on the first start
+    http_token_file: str = ""            # "" = $XDG_CONFIG_HOME/holocam/http_token (capture_sink/web/token.py)
+    http_auth: bool = True               # False: no token, loopback only, logs a warning
     upload_dir: str = ""                 # uploaded backgrounds; "" = $XDG_DATA_HOME/holocam/backgrounds
     segmenting: str = "auto"             # auto: only while someone watches (on demand) | on | off
     # -- end live control --
@@ -111,10 +113,11 @@ def verify_http(c: SinkConfig) -> None:
     if c.http_token and len(c.http_token) < HTTP_TOKEN_MIN_CHARS:
         raise ConfigError(f"--http-token is too short ({len(c.http_token)} characters): use at least "
                           f"{HTTP_TOKEN_MIN_CHARS}, e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))'")
-    if c.http and not c.http_token and not _is_loopback_host(c.http_host):
-        raise ConfigError(f"--http-host {c.http_host} lets other machines watch the webcam: set --http-token "
-                          f"(or HOLOCAM_HTTP_TOKEN) to a secret, e.g. python -c 'import secrets; "
-                          f"print(secrets.token_urlsafe(24))', or bind 127.0.0.1")
+    if c.http and not c.http_auth and not _is_loopback_host(c.http_host):
+        raise ConfigError(f"--no-http-auth with --http-host {c.http_host} would let other machines watch the "
+                          f"webcam: drop --no-http-auth (a token is made for you) or bind 127.0.0.1")
+    if not c.http_auth and c.http_token:
+        raise ConfigError("--no-http-auth and --http-token contradict each other: drop one of them")
     if c.segmenting not in SEGMENTING_MODES:
         raise ConfigError(f"--segmenting {c.segmenting!r}: choose one of {', '.join(SEGMENTING_MODES)}")
 # -- end live control --

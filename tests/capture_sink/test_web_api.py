@@ -151,11 +151,14 @@ def green_screen_share(image: np.ndarray) -> float:
 def test_pause_still_repeats_one_frame_and_passthrough_shows_the_camera(live: LiveSink) -> None:
     live.change(background="green")
     assert green_screen_share(live.snapshot()) > 0.9
+    assert live.status()["output"] == {"shown": "composited", "reason": ""}
     live.change(paused="still")
+    assert live.status()["output"]["shown"] == "still"
     first = live.snapshot()
     time.sleep(0.4)   # the demo person moves all the time
     assert np.array_equal(first, live.snapshot())
     live.change(paused="passthrough")
+    assert live.status()["output"]["shown"] == "passthrough"      # the page says the camera goes out
     camera = live.snapshot()
     assert green_screen_share(camera) < 0.05     # the real room, not the green screen
     assert hologram_tint(camera) < 0             # no effect
