@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "can then watch the webcam)")
     live.add_argument("--no-http", dest="http", action="store_false", default=None, help="no web page or API")
     live.add_argument("--upload-dir", help="folder for uploaded backgrounds (default $XDG_DATA_HOME/holocam/backgrounds)")
+    live.add_argument("--background-dir", action="append", dest="background_dirs", default=None,
+                      help="a folder whose pictures and videos the web page may use as backgrounds (repeatable; "
+                           "else only uploads)")
     live.add_argument("--segmenting", choices=SEGMENTING_MODES,
                       help="auto: segment only while an app or the web preview watches (default); on; off")
     _add_config_arguments(run)

@@ -55,6 +55,7 @@ class SinkConfig:
     http_token_file: str = ""            # "" = $XDG_CONFIG_HOME/holocam/http_token (capture_sink/web/token.py)
     http_auth: bool = True               # False: no token, loopback only, logs a warning
     upload_dir: str = ""                 # uploaded backgrounds; "" = $XDG_DATA_HOME/holocam/backgrounds
+    background_dirs: list[str] = field(default_factory=list)  # folders the web page may take backgrounds from
     segmenting: str = "auto"             # auto: only while someone watches (on demand) | on | off
     # -- end live control --
 

@@ -18,6 +18,7 @@ from aiohttp import web
 from capture_sink.errors import USER_ERRORS
 
 from .control import (ChangeError, apply_change, check_change, choices, current_settings, wait_applied)
+from .background_files import BackgroundFiles
 from .guard import json_error
 from .preview import PreviewHub
 from .uploads import UploadError, UploadStore, too_large
@@ -52,6 +53,8 @@ class Api:
         self.app = app
         self.hub = hub
         self.uploads = uploads
+        self.files = BackgroundFiles([uploads.folder, *getattr(app.config, "background_dirs", [])],
+                                     startup=str(getattr(app.config, "background", "")))
         self._change_lock = asyncio.Lock()   # one change at a time: each builds on the last one applied
 
     def routes(self, router: web.UrlDispatcher) -> None:
@@ -138,7 +141,7 @@ class Api:
         body = await _json_body(request)
         async with self._change_lock:
             try:
-                change = check_change(self.app, body)
+                change = check_change(self.app, body, self.files)
                 apply_change(self.app, change)
             except (ChangeError, *USER_ERRORS) as exc:
                 return json_error(400, str(exc))
@@ -166,7 +169,7 @@ class Api:
             return json_error(exc.status, str(exc))
         async with self._change_lock:
             try:
-                change = check_change(self.app, {"background": str(path)})
+                change = check_change(self.app, {"background": str(path)}, self.files)
                 apply_change(self.app, change)
             except (ChangeError, *USER_ERRORS) as exc:
                 return json_error(400, str(exc))
