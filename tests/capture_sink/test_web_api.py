@@ -101,7 +101,7 @@ def test_preset_then_refine_override(live: LiveSink) -> None:
 
 def test_bad_change_is_refused_whole(live: LiveSink) -> None:
     code, body, _ = live.request("POST", "/api/settings", {"effect": "none", "background": "/no/such/file.jpg"})
-    assert code == 400 and "not found" in body["error"] and "\n" not in body["error"]
+    assert code == 400 and "not an upload or a file in an allowed folder" in body["error"] and "\n" not in body["error"]
     assert live.status()["settings"]["effect"] == "hologram"
     code, body, _ = live.request("POST", "/api/settings", {"effect": "none", "refine": {"threshold": 3}})
     assert code == 400 and "threshold" in body["error"] and "0..1" in body["error"]
