@@ -3,7 +3,7 @@
     python -m capture_sink run --with-segmenter                 # all on this machine (make run)
     python -m capture_sink run --source /dev/video0 --output v4l2 --device /dev/video20
     python -m capture_sink run --segmenter tcp://gpu-box:5556   # a segmenter on another machine
-    python -m capture_sink run --source demo --output mjpeg     # preview at http://127.0.0.1:8080/
+    python -m capture_sink run --source demo                    # preview: the URL with ?token= in the log
 
     python -m capture_sink doctor                               # check loopback, camera, weights, segmenters
 
@@ -22,8 +22,9 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Callable
 
-from .config import ENCODINGS, PACING_POLICIES, SEGMENTING_MODES, ConfigError, SinkConfig, validate
+from .config import ENCODINGS, NO_MASK_MODES, PACING_POLICIES, SEGMENTING_MODES, ConfigError, SinkConfig, validate
 
 logger = logging.getLogger("capture_sink")
 
@@ -33,62 +34,95 @@ def _env(name: str, default):
     return default if value is None else value
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line naming the fix, like a bad HOLOCAM_* variable (exit 2)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"error: {message}: see {self.prog} --help\n")
+
+
+def _typed(kind: type) -> Callable[[str], object]:
+    """An argparse type whose error reads like the one for the same bad HOLOCAM_* value."""
+    def parse(text: str) -> object:
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {'a whole number' if kind is int else 'a number'}") from None
+    parse.__name__ = kind.__name__
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The command line. Defaults here are SinkConfig's: HOLOCAM_* variables are layered (and
+    checked, with a one-line error) by settings_file.load_config, never converted here."""
     d = SinkConfig()
-    parser = argparse.ArgumentParser(prog="python -m capture_sink", description=__doc__,
+    parser = _Parser(prog="python -m capture_sink", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the sink")
     src = run.add_argument_group("input")
-    src.add_argument("--source", default=_env("source", d.source),
+    src.add_argument("--source", default=d.source,
                      help="auto (first camera, else demo), demo, /dev/videoN, a camera index, a video or image file")
-    src.add_argument("--width", type=int, default=int(_env("width", d.width)))
-    src.add_argument("--height", type=int, default=int(_env("height", d.height)))
-    src.add_argument("--fps", type=float, default=float(_env("fps", d.fps)))
+    src.add_argument("--width", type=_typed(int), default=d.width)
+    src.add_argument("--height", type=_typed(int), default=d.height)
+    src.add_argument("--fps", type=_typed(float), default=d.fps)
     seg = run.add_argument_group("segmenters")
     seg.add_argument("--bind", action="append", default=None,
                      help=f"where replicas connect (repeatable; default {d.bind[0]})")
     seg.add_argument("--segmenter", action="append", default=[], dest="segmenters",
                      help="a replica that binds, e.g. tcp://gpu-box:5556 (repeatable)")
-    seg.add_argument("--with-segmenter", action="store_true", default=bool(_env("with_segmenter", "")),
+    seg.add_argument("--with-segmenter", action="store_true", default=False,
                      help="also start one local segmenter process (what `make run` does)")
-    seg.add_argument("--segmenter-threads", type=int, default=int(_env("segmenter_threads", d.segmenter_threads)))
-    seg.add_argument("--encoding", choices=ENCODINGS, default=_env("encoding", d.encoding),
+    seg.add_argument("--segmenter-threads", type=_typed(int), default=d.segmenter_threads)
+    seg.add_argument("--encoding", choices=ENCODINGS, default=d.encoding,
                      help="frame encoding on the wire (jpeg for slow links)")
     seg.add_argument("--insecure", action="store_true", default=None,
                      help="allow plain TCP beyond loopback (logs a warning)")
     seg.add_argument("--curve-dir", help="CurveZMQ keys from `make keys` (sink.key_secret + authorized/): "
                                          "encrypts frames and admits only listed segmenters")
     look = run.add_argument_group("look")
-    look.add_argument("--effect", default=_env("effect", d.effect), help="hologram or none")
-    look.add_argument("--background", default=_env("background", d.background),
+    look.add_argument("--effect", default=d.effect, help="hologram or none")
+    look.add_argument("--background", default=d.background,
                       help="default, an image or video file, blur, green, none, or a colour (#rrggbb)")
-    look.add_argument("--preset", default=_env("preset", d.preset), help="mask refinement preset (e.g. default, seed)")
+    look.add_argument("--preset", default=d.preset, help="mask refinement preset (e.g. default, seed)")
     out = run.add_argument_group("output")
     out.add_argument("--output", action="append", default=None, dest="outputs",
-                     help="auto, v4l2, mjpeg, file, window, null (repeatable; default auto: v4l2 if the "
-                          "device exists, and the MJPEG preview)")
-    out.add_argument("--device", default=_env("device", d.device), help="v4l2loopback device")
-    out.add_argument("--v4l2-backend", default=_env("v4l2_backend", d.v4l2_backend),
+                     help="auto, v4l2, file, window, null (repeatable; default auto: v4l2 if the "
+                          "device exists; the web page shows the preview)")
+    out.add_argument("--device", default=d.device, help="v4l2loopback device")
+    out.add_argument("--v4l2-backend", default=d.v4l2_backend,
                      help="pyvirtualcam or pyfakewebcam")
-    out.add_argument("--file", dest="file_path", default=_env("file", d.file_path), help="file output path")
-    out.add_argument("--mjpeg-host", default=_env("mjpeg_host", d.mjpeg_host))
-    out.add_argument("--mjpeg-port", type=int, default=int(_env("mjpeg_port", d.mjpeg_port)))
+    out.add_argument("--file", dest="file_path", default=d.file_path, help="file output path")
     pace = run.add_argument_group("pacing")
-    pace.add_argument("--pacing", choices=PACING_POLICIES, default=_env("pacing", d.pacing),
+    pace.add_argument("--pacing", choices=PACING_POLICIES, default=d.pacing,
                       help="wait: a frame waits up to --mask-budget-ms for its own mask; latest: never waits")
-    pace.add_argument("--mask-budget-ms", type=float, default=float(_env("mask_budget_ms", d.mask_budget_ms)))
+    pace.add_argument("--mask-budget-ms", type=_typed(float), default=d.mask_budget_ms)
+    pace.add_argument("--max-mask-age-ms", type=_typed(float), default=None,
+                      help=f"a mask older than this is not used: the person is hidden (default {d.max_mask_age_ms:.0f})")
+    pace.add_argument("--no-mask", choices=NO_MASK_MODES, default=None,
+                      help="without a valid mask show: hide (the background alone, default), blur (the whole "
+                           "picture, unreadable) or camera (the raw camera: your room shows)")
     run.add_argument("--health-file", help="file the frame loop touches every second (container healthcheck)")
-    run.add_argument("--max-frames", type=int, default=None, help="stop after this many frames (tests)")
+    run.add_argument("--max-frames", type=_typed(int), default=None, help="stop after this many frames (tests)")
     # -- live control (issue 8) --
     live = run.add_argument_group("web page, API and on-demand segmenting")
-    live.add_argument("--http-host", help="web page address (default 127.0.0.1; any other needs a token)")
-    live.add_argument("--http-port", type=int, help="web page port (default 8080; 0 picks a free one)")
-    live.add_argument("--http-token", help="secret every web request must carry; prefer HOLOCAM_HTTP_TOKEN "
-                                           "or the config file (flags show in `ps`)")
+    live.add_argument("--http-host", help="web page address (default 127.0.0.1)")
+    live.add_argument("--http-port", type=_typed(int), help="web page port (default 8080; 0 picks a free one)")
+    live.add_argument("--http-token", help="secret every web request must carry (default: made on the first "
+                                           "start, kept in --http-token-file); prefer HOLOCAM_HTTP_TOKEN or "
+                                           "the config file (flags show in `ps`)")
+    live.add_argument("--http-token-file", help="where the made token is kept (default "
+                                                "$XDG_CONFIG_HOME/holocam/http_token, mode 0600)")
+    live.add_argument("--no-http-auth", dest="http_auth", action="store_false", default=None,
+                      help="serve the page without a token (loopback only; every local user and program "
+                           "can then watch the webcam)")
     live.add_argument("--no-http", dest="http", action="store_false", default=None, help="no web page or API")
     live.add_argument("--upload-dir", help="folder for uploaded backgrounds (default $XDG_DATA_HOME/holocam/backgrounds)")
+    live.add_argument("--background-dir", action="append", dest="background_dirs", default=None,
+                      help="a folder whose pictures and videos the web page may use as backgrounds (repeatable; "
+                           "else only uploads)")
     live.add_argument("--segmenting", choices=SEGMENTING_MODES,
                       help="auto: segment only while an app or the web preview watches (default); on; off")
     _add_config_arguments(run)
@@ -99,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--segmenter", action="append", dest="segmenters", default=None,
                         help="a replica that binds, to check it answers (repeatable)")
     doctor.add_argument("--bind", action="append", default=None, help="where replicas connect to the sink")
-    doctor.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for each segmenter's hello")
+    doctor.add_argument("--timeout", type=_typed(float), default=3.0, help="seconds to wait for each segmenter's hello")
     _add_config_arguments(doctor)
     # -- end live control --
     return parser

@@ -3,7 +3,8 @@
 Each stage lives in its own module; this file only builds them (`init_*`), runs the frame loop and
 stops them in reverse order. The loop never waits unboundedly for the network: with the `wait`
 pacing policy a frame waits up to `mask_budget_ms` for its own mask, then uses the newest mask
-there is; with `latest` it never waits. Before any mask has arrived, frames pass through unchanged.
+there is; with `latest` it never waits. Without a valid mask (none yet, or older than
+`max_mask_age_ms`) the output fails closed: the background alone, captioned (capture_sink.failclosed).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .composite import Compositor
 from .config import ConfigError, SinkConfig
 from .dispatch import Dispatcher
 from .effects import create_effect
+from .failclosed import MaskGate
 from .outputs import create_output
 from .outputs.steady import SteadyWriter
 from .refine import MaskRefiner, preset
@@ -83,6 +85,7 @@ class SinkApp:
         self.background = create_background(c.background)
         self._closers.append(self.background.close)
         self.compositor = Compositor()
+        self.gate = MaskGate(c.no_mask, c.max_mask_age_ms)
 
     def init_outputs(self) -> None:
         c = self.config
@@ -202,8 +205,8 @@ class SinkApp:
             return self.last_output
         spec = dispatcher.input_spec if self.segmenting else None
         if not self.segmenting:
-            result = dispatcher.latest()
-            return frame.image if result is None else self._compose(frame, result)
+            result = self._admit(dispatcher.latest(), frame)
+            return self.gate.fallback(frame.image, self.background) if result is None else self._compose(frame, result)
         if spec is not None:
             with stats.stage("prepare"):
                 small = prepare_input(frame.image, spec, bgr=True)
@@ -217,12 +220,28 @@ class SinkApp:
                 result = dispatcher.wait_for(frame.seq, self._wait_budget_s(frame))
             else:
                 result = dispatcher.latest()
+        result = self._admit(result, frame)
         if result is None:
             stats.count("no_mask")
-            return frame.image
+            return self.gate.fallback(frame.image, self.background)
         stats.count("own_mask" if result.seq == frame.seq else "older_mask")
         stats.mask_age_ms = (time.monotonic() - result.capture_time) * 1000.0
         return self._compose(frame, result, foreground)
+
+    def _admit(self, result, frame: Frame):
+        """The mask if it is valid for this frame, else None (fail closed, capture_sink.failclosed)."""
+        result = self.gate.admit(result, frame.capture_time, self.background, segmenting=self.segmenting)
+        if self.gate.resumed:
+            self.refiner.reset()   # the average of masks from before the gap no longer fits the person
+        return result
+
+    def output_state(self) -> dict:
+        """What the outputs show now, for the page: {"shown": composited|waiting|camera|passthrough|still, "reason"}."""
+        if self.paused == "passthrough":
+            return {"shown": "passthrough", "reason": "chosen on the page or the API"}
+        if self.paused == "still" and self.last_output is not None:
+            return {"shown": "still", "reason": ""}
+        return self.gate.state()
 
     def _wait_budget_s(self, frame: Frame) -> float:
         """How long this frame may wait for its own mask: the configured budget, but never so long

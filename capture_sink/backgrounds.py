@@ -50,6 +50,8 @@ class BackgroundError(RuntimeError):
 class Background(ABC):
     """One kind of background. `render` gives a BGR uint8 image of the frame's size."""
 
+    replaces_room = True   # False only for `none`: then the room is shown whatever the mask
+
     @abstractmethod
     def render(self, frame_bgr: np.ndarray, alpha: np.ndarray | None = None) -> np.ndarray:
         """Background for `frame_bgr` (uint8 (H, W, 3)).
@@ -119,6 +121,8 @@ class HolodeckBackground(_SizeCached):
 
 class NoneBackground(Background):
     """Pass-through: the real background stays."""
+
+    replaces_room = False
 
     def render(self, frame_bgr: np.ndarray, alpha: np.ndarray | None = None) -> np.ndarray:
         return frame_bgr

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PACING_POLICIES = ("wait", "latest")
+NO_MASK_MODES = ("hide", "blur", "camera")      # capture_sink.failclosed
 ENCODINGS = ("raw", "jpeg")
 DEFAULT_DEVICE = "/dev/video20"
 
@@ -39,19 +40,22 @@ class SinkConfig:
     device: str = DEFAULT_DEVICE
     v4l2_backend: str = "pyvirtualcam"
     file_path: str = "holocam-output.mp4"
-    mjpeg_host: str = "127.0.0.1"
-    mjpeg_port: int = 8080
     pacing: str = "wait"
     mask_budget_ms: float = 33.0
+    max_mask_age_ms: float = 500.0       # an older mask is not used: the person is hidden (failclosed.py)
+    no_mask: str = "hide"                # without a valid mask: hide (background only) | blur | camera
     with_segmenter: bool = False
     health_file: str | None = None       # touched by the frame loop; the container HEALTHCHECK reads it
     segmenter_threads: int = 1
     # -- live control (issue 8: capture_sink/web, viewers.py, reload.py) --
     http: bool = True                    # the web page + JSON API (capture_sink.web)
-    http_host: str = "127.0.0.1"         # anything but loopback needs http_token
+    http_host: str = "127.0.0.1"
     http_port: int = 8080                # 0 picks a free port (logged)
-    http_token: str = ""                 # required by every request when set
+    http_token: str = ""                 # "" = the one in http_token_file, made on the first start
+    http_token_file: str = ""            # "" = $XDG_CONFIG_HOME/holocam/http_token (capture_sink/web/token.py)
+    http_auth: bool = True               # False: no token, loopback only, logs a warning
     upload_dir: str = ""                 # uploaded backgrounds; "" = $XDG_DATA_HOME/holocam/backgrounds
+    background_dirs: list[str] = field(default_factory=list)  # folders the web page may take backgrounds from
     segmenting: str = "auto"             # auto: only while someone watches (on demand) | on | off
     # -- end live control --
 
@@ -60,8 +64,6 @@ class SinkConfig:
             return {"device": self.device, "backend": self.v4l2_backend}
         if kind == "file":
             return {"path": self.file_path}
-        if kind == "mjpeg":
-            return {"host": self.mjpeg_host, "port": self.mjpeg_port}
         return {}
 
 
@@ -79,6 +81,10 @@ def verify_pacing(c: SinkConfig) -> None:
         raise ConfigError(f"--pacing {c.pacing!r}: choose one of {', '.join(PACING_POLICIES)}")
     if not (0.0 <= c.mask_budget_ms <= 1000.0):
         raise ConfigError(f"--mask-budget-ms {c.mask_budget_ms} is out of range: use 0 to 1000 (default 33)")
+    if not (50.0 <= c.max_mask_age_ms <= 10000.0):
+        raise ConfigError(f"--max-mask-age-ms {c.max_mask_age_ms} is out of range: use 50 to 10000 (default 500)")
+    if c.no_mask not in NO_MASK_MODES:
+        raise ConfigError(f"--no-mask {c.no_mask!r}: choose one of {', '.join(NO_MASK_MODES)}")
 
 
 def verify_transport(c: SinkConfig) -> None:
@@ -108,15 +114,13 @@ def verify_http(c: SinkConfig) -> None:
     if c.http_token and len(c.http_token) < HTTP_TOKEN_MIN_CHARS:
         raise ConfigError(f"--http-token is too short ({len(c.http_token)} characters): use at least "
                           f"{HTTP_TOKEN_MIN_CHARS}, e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))'")
-    if c.http and not c.http_token and not _is_loopback_host(c.http_host):
-        raise ConfigError(f"--http-host {c.http_host} lets other machines watch the webcam: set --http-token "
-                          f"(or HOLOCAM_HTTP_TOKEN) to a secret, e.g. python -c 'import secrets; "
-                          f"print(secrets.token_urlsafe(24))', or bind 127.0.0.1")
+    if c.http and not c.http_auth and not _is_loopback_host(c.http_host):
+        raise ConfigError(f"--no-http-auth with --http-host {c.http_host} would let other machines watch the "
+                          f"webcam: drop --no-http-auth (a token is made for you) or bind 127.0.0.1")
+    if not c.http_auth and c.http_token:
+        raise ConfigError("--no-http-auth and --http-token contradict each other: drop one of them")
     if c.segmenting not in SEGMENTING_MODES:
         raise ConfigError(f"--segmenting {c.segmenting!r}: choose one of {', '.join(SEGMENTING_MODES)}")
-    if c.http and "mjpeg" in c.outputs and c.mjpeg_port == c.http_port and c.http_port != 0:
-        raise ConfigError(f"the MJPEG preview and the web page both want port {c.http_port}: drop --output mjpeg "
-                          f"(the web page at / shows the preview) or give --mjpeg-port another port")
 # -- end live control --
 
 
@@ -128,9 +132,9 @@ def resolve_auto(c: SinkConfig) -> None:
         c.source = str(cameras[0]) if cameras else "demo"
     if "auto" in c.outputs:
         has_loopback = os.path.exists(c.device)
-        # The web page (--http, default on) shows the preview; the stdlib MJPEG output only without it.
+        # The web page (--http, default on) shows the preview; --no-http means no web server at all.
         others = [k for k in c.outputs if k != "auto"]
-        wanted = (["v4l2"] if has_loopback else []) + ([] if c.http else ["mjpeg"])
+        wanted = ["v4l2"] if has_loopback else []
         c.outputs = others + (wanted or ([] if others else ["null"]))
         c.outputs = list(dict.fromkeys(c.outputs))
 

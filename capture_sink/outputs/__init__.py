@@ -1,4 +1,6 @@
-"""Where the sink's frames go: v4l2loopback virtual camera, preview window, video file, MJPEG preview, null.
+"""Where the sink's frames go: v4l2loopback virtual camera, preview window, video file, null.
+
+The browser preview is the web page's `/stream.mjpg` (capture_sink.web), behind its token.
 
 One file per output, each an :class:`Output` subclass with a ``KEY``; pick one by name::
 
@@ -28,11 +30,13 @@ _PLUGINS: dict[str, tuple[str, str, str]] = {
     "v4l2": ("capture_sink.outputs.v4l2", "V4L2Output", "pip install 'holocam[v4l2]'"),
     "window": ("capture_sink.outputs.window", "WindowOutput", "pip install opencv-python"),
     "file": ("capture_sink.outputs.file", "FileOutput", "pip install opencv-python-headless"),
-    "mjpeg": ("capture_sink.outputs.mjpeg", "MJPEGOutput", "pip install opencv-python-headless"),
     "null": ("capture_sink.outputs.null", "NullOutput", "pip install holocam"),
 }
 
 OUTPUTS: dict[str, type[Output]] = {}
+# The standalone MJPEG server had no token and no Host check; the web page's stream has both.
+RETIRED = {"mjpeg": "the mjpeg output is gone: the web page (on by default, drop --no-http) shows the preview "
+                    "at http://127.0.0.1:8080/ behind its token"}
 UNAVAILABLE: dict[str, str] = {}  # key -> one-line reason with the fix
 
 
@@ -54,7 +58,7 @@ def create_output(kind: str, *, width: int, height: int, fps: float, **options: 
     """Open the output named ``kind`` for frames of ``width`` x ``height`` at ``fps``.
 
     Args:
-        kind: one of ``OUTPUTS`` ("v4l2", "window", "file", "mjpeg", "null").
+        kind: one of ``OUTPUTS`` ("v4l2", "window", "file", "null").
         width, height, fps: the frames that will be written.
         options: the output's own settings (e.g. ``device=``, ``backend=`` for v4l2; ``path=`` for file).
 
@@ -66,6 +70,8 @@ def create_output(kind: str, *, width: int, height: int, fps: float, **options: 
     """
     if kind in UNAVAILABLE:
         raise OutputError(UNAVAILABLE[kind])
+    if kind in RETIRED:
+        raise OutputError(RETIRED[kind])
     if kind not in OUTPUTS:
         raise OutputError(f"unknown output {kind!r}: choose one of {', '.join(sorted(OUTPUTS))}")
     cls = OUTPUTS[kind]

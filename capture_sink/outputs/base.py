@@ -15,7 +15,7 @@ logger = logging.getLogger(__name__)
 
 
 class Output(ABC):
-    """Base class of the sink's outputs (v4l2loopback, window, file, mjpeg, null).
+    """Base class of the sink's outputs (v4l2loopback, window, file, null).
 
     An output is opened for one frame size and rate; ``write`` takes BGR uint8 frames of
     exactly that size (the sink's colour convention). Problems a user can fix raise

@@ -40,14 +40,14 @@ class WindowOutput(Output):
         if opencv_gui_backend() is None:
             raise OutputError(
                 "the preview window needs OpenCV with GUI support, this one is headless: "
-                "pip install opencv-python (instead of opencv-python-headless), or use --output mjpeg "
-                "to preview in a browser"
+                "pip install opencv-python (instead of opencv-python-headless), or use the web page "
+                "(http://127.0.0.1:8080/) to preview in a browser"
             )
         # Opening a window without a display aborts some toolkits (Qt) instead of raising.
         if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
             raise OutputError(
                 "no display for the preview window (DISPLAY is not set): run holocam in a desktop session, "
-                "or use --output mjpeg to preview in a browser"
+                "or use the web page (http://127.0.0.1:8080/) to preview in a browser"
             )
         self.title = title
         self.quit_requested = False
@@ -56,7 +56,7 @@ class WindowOutput(Output):
             cv2.resizeWindow(title, self.width, self.height)
         except cv2.error as e:
             raise OutputError(f"OpenCV cannot open a window ({' '.join(str(e).split())[:160]}): "
-                              f"use --output mjpeg to preview in a browser") from None
+                              f"use the web page (http://127.0.0.1:8080/) to preview in a browser") from None
 
     def write(self, frame_bgr: np.ndarray) -> None:
         """Show one frame and handle the window's events."""

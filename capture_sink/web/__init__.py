@@ -22,12 +22,14 @@ and hotkeys can do the same (full reference: capture_sink/web/API.md):
     curl -s -F file=@beach.jpg http://127.0.0.1:8080/api/backgrounds
 
 Errors are one line of JSON, `{"error": "..."}`, with a 4xx status. The server listens on
-127.0.0.1 by default; any other address needs `--http-token`, which every request must then carry
-(`Authorization: Bearer TOKEN`, or `/?token=TOKEN` once in a browser). See `guard` for the rules.
+127.0.0.1 by default, and every request must carry the token (`Authorization: Bearer TOKEN`, or
+`/?token=TOKEN` once in a browser: the log prints that URL), on localhost too: made on the first
+start and kept in the config folder (capture_sink/web/token.py). See `guard` for the rules.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +37,31 @@ from .server import WebServer
 
 __all__ = ["WebServer", "create_web_server"]
 
+logger = logging.getLogger(__name__)
+
 
 def create_web_server(app: Any) -> WebServer:
-    """A WebServer set up from `app.config` (http_host, http_port, http_token, upload_dir)."""
-    from capture_sink.settings_file import default_data_dir
+    """A WebServer set up from `app.config` (http_host/port, the token, upload_dir).
+
+    The token: `http_token` if set, else the one kept in `http_token_file` (made on the first
+    start), else, only with `http_auth` off, none.
+    """
+    from capture_sink.settings_file import default_config_path, default_data_dir
+
+    from .token import TOKEN_FILE_NAME, load_or_create_token
 
     c = app.config
     upload_dir = Path(c.upload_dir).expanduser() if c.upload_dir else default_data_dir() / "backgrounds"
-    return WebServer(app, host=c.http_host, port=c.http_port, token=c.http_token, upload_dir=upload_dir)
+    show_token = False
+    if c.http_token:
+        token = c.http_token
+    elif c.http_auth:
+        path = Path(c.http_token_file).expanduser() if c.http_token_file else default_config_path().parent / TOKEN_FILE_NAME
+        token, _ = load_or_create_token(path)
+        show_token = True   # the user never saw it otherwise: print the URL to open
+    else:
+        token = ""
+        logger.warning("W: --no-http-auth: the web page has no token; every user and program on this machine "
+                       "can watch the webcam and change the settings")
+    return WebServer(app, host=c.http_host, port=c.http_port, token=token, upload_dir=upload_dir,
+                     show_token=show_token)

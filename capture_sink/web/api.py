@@ -18,6 +18,7 @@ from aiohttp import web
 from capture_sink.errors import USER_ERRORS
 
 from .control import (ChangeError, apply_change, check_change, choices, current_settings, wait_applied)
+from .background_files import BackgroundFiles
 from .guard import json_error
 from .preview import PreviewHub
 from .uploads import UploadError, UploadStore, too_large
@@ -37,7 +38,7 @@ ENDPOINTS = {
     "GET /": "the page: live preview, numbers and controls",
     f"GET {STREAM_PATH}": "the output as MJPEG (multipart/x-mixed-replace); counts as a viewer",
     "GET /api/snapshot.jpg": "one JPEG of the output, encoded after the request arrived",
-    "GET /api/status": "settings, stats (fps, latency, replicas), viewers, choices",
+    "GET /api/status": "settings, what the output shows, stats (fps, latency, replicas), viewers, choices",
     "GET /api/settings": "the live settings",
     "POST /api/settings": "change any subset of the settings (JSON object), all or nothing",
     "GET /api/backgrounds": "uploaded background images",
@@ -52,6 +53,8 @@ class Api:
         self.app = app
         self.hub = hub
         self.uploads = uploads
+        self.files = BackgroundFiles([uploads.folder, *getattr(app.config, "background_dirs", [])],
+                                     startup=str(getattr(app.config, "background", "")))
         self._change_lock = asyncio.Lock()   # one change at a time: each builds on the last one applied
 
     def routes(self, router: web.UrlDispatcher) -> None:
@@ -125,6 +128,7 @@ class Api:
         watch = getattr(app, "viewer_watch", None)
         return web.json_response({
             "settings": current_settings(app),
+            "output": app.output_state() if hasattr(app, "output_state") else None,
             "stats": stats,
             "viewers": watch.snapshot() if watch is not None else None,
             "choices": {**choices(app), "uploads": [str(p) for p in self.uploads.list()]},
@@ -137,7 +141,7 @@ class Api:
         body = await _json_body(request)
         async with self._change_lock:
             try:
-                change = check_change(self.app, body)
+                change = check_change(self.app, body, self.files)
                 apply_change(self.app, change)
             except (ChangeError, *USER_ERRORS) as exc:
                 return json_error(400, str(exc))
@@ -165,7 +169,7 @@ class Api:
             return json_error(exc.status, str(exc))
         async with self._change_lock:
             try:
-                change = check_change(self.app, {"background": str(path)})
+                change = check_change(self.app, {"background": str(path)}, self.files)
                 apply_change(self.app, change)
             except (ChangeError, *USER_ERRORS) as exc:
                 return json_error(400, str(exc))

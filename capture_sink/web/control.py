@@ -20,6 +20,8 @@ from capture_sink.config import SEGMENTING_MODES, ConfigError
 from capture_sink.effects import EFFECTS
 from capture_sink.refine import PRESETS, RefineConfig, RefineConfigError, preset
 
+from .background_files import BackgroundFiles, BackgroundNotAllowed
+
 logger = logging.getLogger(__name__)
 
 SETTING_KEYS = ("effect", "background", "preset", "refine", "paused", "segmenting", "segmenting_mode")
@@ -68,8 +70,11 @@ def _refine_value(name: str, value: Any) -> Any:
     return float(value)
 
 
-def check_change(app: Any, body: Any) -> Change:
-    """Check a change against the app's current state; raises ChangeError without applying anything."""
+def check_change(app: Any, body: Any, files: BackgroundFiles | None = None) -> Change:
+    """Check a change against the app's current state; raises ChangeError without applying anything.
+
+    `files` decides which background files a web client may use (None: any, for local callers).
+    """
     if not isinstance(body, dict) or not body:
         raise ChangeError("send a JSON object with the settings to change, e.g. {\"effect\": \"none\"}")
     unknown = sorted(set(body) - set(SETTING_KEYS))
@@ -85,9 +90,15 @@ def check_change(app: Any, body: Any) -> Change:
             raise ChangeError(f"unknown effect {body['effect']!r}: choose one of {', '.join(sorted(EFFECTS))}")
         change.effect = change.expected["effect"] = body["effect"]
     if "background" in body:
-        if not body["background"].strip():
+        spec = body["background"]
+        if not spec.strip():
             raise ChangeError("background is empty: give default, blur, green, none, a colour or a file")
-        change.background = change.expected["background"] = body["background"]
+        if files is not None:
+            try:
+                spec = files.check(spec)
+            except BackgroundNotAllowed as exc:
+                raise ChangeError(str(exc)) from None
+        change.background = change.expected["background"] = spec
     base = app.refiner.config
     if "preset" in body:
         try:

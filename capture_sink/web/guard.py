@@ -1,11 +1,12 @@
-"""Who may use the web page and the API: a token when one is set, this machine only when not.
+"""Who may use the web page and the API: whoever has the token (on localhost too), from this machine's names.
 
-- With a token (`--http-token`, required when binding anything but loopback) every request must
-  carry it: `Authorization: Bearer TOKEN`, or `?token=TOKEN` once (the page then keeps it in an
-  HttpOnly, SameSite=Strict cookie and drops it from the address bar). Compared in constant time.
-- Without a token the server listens on loopback only, and the Host header must name this
-  machine (localhost, 127.x.x.x, ::1): a web site that re-points its own name at 127.0.0.1 (DNS
-  rebinding) would otherwise read the webcam through the visitor's browser.
+- Every request must carry the token (made on the first start, capture_sink/web/token.py):
+  `Authorization: Bearer TOKEN`, or `?token=TOKEN` once (the page then keeps it in an HttpOnly,
+  SameSite=Strict cookie and drops it from the address bar). Compared in constant time. Only an
+  explicit `--no-http-auth` (loopback only, logged as a warning) serves without one.
+- On a loopback address the Host header must name this machine (localhost, 127.x.x.x, ::1),
+  token or not: a web site that re-points its own name at 127.0.0.1 (DNS rebinding) must get
+  nothing, not even a 401 that tells it holocam runs here.
 - Requests that change something (POST) must not come from another site: a browser names the
   page that sends them in `Origin`, and it must be this server. JSON bodies must be sent as
   application/json, which browsers never send cross-site without asking first (CORS preflight,
@@ -62,28 +63,33 @@ def _supplied_token(request: web.Request) -> tuple[str | None, bool]:
     return request.cookies.get(TOKEN_COOKIE), False
 
 
-def make_guard(token: str) -> Callable:
-    """The aiohttp middleware enforcing the rules in the module docstring."""
+def make_guard(token: str, *, check_host: bool = True) -> Callable:
+    """The aiohttp middleware enforcing the rules in the module docstring.
+
+    Args:
+        token: the secret every request must carry; "" only with --no-http-auth.
+        check_host: refuse Host names that are not this machine (for a loopback listener).
+    """
     secret = token.encode()
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
+            if (check_host or not secret) and not is_loopback_name(request.url.host):
+                sockname = request.transport.get_extra_info("sockname") if request.transport else None
+                port = sockname[1] if sockname else request.url.port
+                return json_error(403, f"host {request.host!r} is not this machine: open "
+                                       f"http://127.0.0.1:{port}/")
             if secret:
                 supplied, in_query = _supplied_token(request)
                 if supplied is None or not hmac.compare_digest(supplied.encode(), secret):
-                    return json_error(401, "this holocam needs its token: open the page as /?token=TOKEN "
-                                           "(the --http-token value) or send 'Authorization: Bearer TOKEN'")
+                    return json_error(401, "this holocam needs its token: open the URL with ?token= that the "
+                                           "sink's log shows (or send 'Authorization: Bearer TOKEN')")
                 if in_query and request.method == "GET" and request.path == "/":
                     # Keep the token in a cookie and out of the address bar and the history.
                     redirect = web.HTTPSeeOther("/")
                     redirect.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Strict", path="/")
                     raise redirect
-            elif not is_loopback_name(request.url.host):
-                sockname = request.transport.get_extra_info("sockname") if request.transport else None
-                port = sockname[1] if sockname else request.url.port
-                return json_error(403, f"host {request.host!r} is not this machine: open "
-                                       f"http://127.0.0.1:{port}/ (or set --http-token)")
             if request.method not in ("GET", "HEAD", "OPTIONS"):
                 origin = request.headers.get("Origin")
                 if origin is not None and origin != f"{request.scheme}://{request.host}":

@@ -36,6 +36,7 @@ class WebServer:
         app: the SinkApp (its source must be open: the preview takes its frame size).
         host, port: where to listen; port 0 picks a free one (see `url`).
         token: required by every request when set; required to bind anything but loopback.
+        show_token: log the URL with the token (a token the user did not write anywhere).
         upload_dir: folder for uploaded backgrounds.
         upload_max_bytes: the largest upload accepted.
         preview_fps: rate of the preview stream.
@@ -43,12 +44,13 @@ class WebServer:
 
     def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 8080, token: str = "",
                  upload_dir: str | Path, upload_max_bytes: int = UPLOAD_MAX_BYTES,
-                 preview_fps: float = PREVIEW_FPS) -> None:
+                 preview_fps: float = PREVIEW_FPS, show_token: bool = False) -> None:
         if not token and not is_loopback_name(host):
             raise ConfigError(f"refusing to serve the web page on {host} without a token: anyone who can reach "
                               f"it would see the webcam; set --http-token or bind 127.0.0.1")
         self.app = app
         self.host, self.port, self.token = host, int(port), token
+        self.show_token = show_token
         self.hub = PreviewHub()
         self.uploads = UploadStore(upload_dir, max_bytes=upload_max_bytes)
         self.preview_fps = min(float(preview_fps), float(getattr(app.config, "fps", preview_fps)))
@@ -77,7 +79,10 @@ class WebServer:
                                   f"another --http-port (0 picks a free one) or stop the program using it") from None
             raise exc
         self._start_preview()
-        logger.info("I: web page at %s%s", self.url, " (token required)" if self.token else "")
+        if self.token and self.show_token:
+            logger.info("I: web page at %s?token=%s", self.url, self.token)   # once: the URL to open
+        else:
+            logger.info("I: web page at %s%s", self.url, " (token required)" if self.token else "")
         return self
 
     def _start_preview(self) -> None:
@@ -133,7 +138,7 @@ class WebServer:
 
     async def _open(self) -> None:
         self.hub.attach(asyncio.get_running_loop())
-        application = web.Application(middlewares=[make_guard(self.token)],
+        application = web.Application(middlewares=[make_guard(self.token, check_host=is_loopback_name(self.host))],
                                       client_max_size=self.uploads.max_bytes + 1024 * 1024)
         self.api.routes(application.router)
         self._runner = web.AppRunner(application, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S,
@@ -154,6 +159,7 @@ class WebServer:
     @property
     def url(self) -> str:
         host, port = self._bound or (self.host, self.port)
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(str(host), host)   # a URL a browser here can open
         shown = f"[{host}]" if ":" in str(host) else host
         return f"http://{shown}:{port}/"
 

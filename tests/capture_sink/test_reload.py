@@ -22,8 +22,19 @@ RED, BLUE, GREEN = (0, 0, 255), (255, 0, 0), (0, 255, 0)
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> LiveSink:
-    with running_sink(tmp_path_factory.mktemp("reload")) as sink:
+    folder = tmp_path_factory.mktemp("reload")
+    (folder / "pictures").mkdir()
+    # the web page may only use files in --background-dir folders (and uploads)
+    with running_sink(folder, background_dirs=[str(folder / "pictures")]) as sink:
         yield sink
+
+
+@pytest.fixture
+def tmp_path(live: LiveSink, request: pytest.FixtureRequest) -> Path:
+    """Each test's own folder, inside the sink's allowed background folder."""
+    folder = Path(live.app.config.background_dirs[0]) / request.node.name
+    folder.mkdir()
+    return folder
 
 
 def write_picture(path: Path, bgr: tuple[int, int, int], *, atomic: bool = True) -> None:

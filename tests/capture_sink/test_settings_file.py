@@ -125,8 +125,12 @@ def test_values_are_validated_after_layering(tmp_path: Path, clean_env: dict[str
 
 
 def test_web_beyond_loopback_needs_a_token(clean_env: dict[str, str]) -> None:
-    with pytest.raises(ConfigError, match="--http-token"):
-        load_config({"http_host": "0.0.0.0"}, clean_env)
+    # the token is on by default (made on the first start); only turning it off is refused
+    assert load_config({"http_host": "0.0.0.0"}, clean_env).config.http_auth is True
+    with pytest.raises(ConfigError, match="--no-http-auth with --http-host 0.0.0.0"):
+        load_config({"http_host": "0.0.0.0", "http_auth": False}, clean_env)
+    with pytest.raises(ConfigError, match="contradict"):
+        load_config({"http_auth": False, "http_token": "t" * 20}, clean_env)
     with pytest.raises(ConfigError, match="too short"):
         load_config({"http_host": "0.0.0.0", "http_token": "abc"}, clean_env)
     config = load_config({"http_host": "0.0.0.0"}, {**clean_env, "HOLOCAM_HTTP_TOKEN": "x" * 24}).config

@@ -101,7 +101,7 @@ def test_preset_then_refine_override(live: LiveSink) -> None:
 
 def test_bad_change_is_refused_whole(live: LiveSink) -> None:
     code, body, _ = live.request("POST", "/api/settings", {"effect": "none", "background": "/no/such/file.jpg"})
-    assert code == 400 and "not found" in body["error"] and "\n" not in body["error"]
+    assert code == 400 and "not an upload or a file in an allowed folder" in body["error"] and "\n" not in body["error"]
     assert live.status()["settings"]["effect"] == "hologram"
     code, body, _ = live.request("POST", "/api/settings", {"effect": "none", "refine": {"threshold": 3}})
     assert code == 400 and "threshold" in body["error"] and "0..1" in body["error"]
@@ -151,11 +151,14 @@ def green_screen_share(image: np.ndarray) -> float:
 def test_pause_still_repeats_one_frame_and_passthrough_shows_the_camera(live: LiveSink) -> None:
     live.change(background="green")
     assert green_screen_share(live.snapshot()) > 0.9
+    assert live.status()["output"] == {"shown": "composited", "reason": ""}
     live.change(paused="still")
+    assert live.status()["output"]["shown"] == "still"
     first = live.snapshot()
     time.sleep(0.4)   # the demo person moves all the time
     assert np.array_equal(first, live.snapshot())
     live.change(paused="passthrough")
+    assert live.status()["output"]["shown"] == "passthrough"      # the page says the camera goes out
     camera = live.snapshot()
     assert green_screen_share(camera) < 0.05     # the real room, not the green screen
     assert hologram_tint(camera) < 0             # no effect

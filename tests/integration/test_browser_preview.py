@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -45,17 +46,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _status(url: str) -> dict | None:
+def _status(url: str, token: str) -> dict | None:
+    request = urllib.request.Request(url + "api/status", headers={"Authorization": f"Bearer {token}"})
     try:
-        with urllib.request.urlopen(url + "api/status", timeout=2) as response:
+        with urllib.request.urlopen(request, timeout=2) as response:
             return json.loads(response.read())
     except OSError:
         return None
 
 
 @pytest.fixture
-def sink(tmp_path: Path) -> Iterator[str]:
-    """`python -m capture_sink run --with-segmenter --source demo --output null` on free ports."""
+def sink(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """`python -m capture_sink run --with-segmenter --source demo --output null` on free ports;
+    yields (page URL, the token the sink made and logged)."""
     try:
         from segmenter.model import DEFAULT_MODEL
         from segmenter.weights import WeightsError, weights_path
@@ -73,17 +76,21 @@ def sink(tmp_path: Path) -> Iterator[str]:
          "--upload-dir", str(tmp_path / "uploads")],
         env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
+    token = ""
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
-            status = _status(url)
+            log.seek(0)
+            found = re.search(r"web page at \S+\?token=([A-Za-z0-9_-]+)", log.read())
+            token = found.group(1) if found else ""
+            status = _status(url, token) if token else None
             if status and status["stats"].get("replicas") == 1 and status["stats"]["counters"]["own_mask"] > 3:
                 break
             if proc.poll() is not None or time.monotonic() > deadline:
                 log.seek(0)
                 pytest.fail(f"the sink did not start with a segmenter:\n{log.read()[-3000:]}")
             time.sleep(0.2)
-        yield url
+        yield url, token
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -147,11 +154,16 @@ def _wait(predicate, timeout_s: float, what: str):
         time.sleep(0.1)
 
 
-def test_page_shows_a_live_preview_and_changes_the_effect(sink: str, browser) -> None:
+def test_page_shows_a_live_preview_and_changes_the_effect(sink: tuple[str, str], browser) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
-    browser.get(sink)
+    url, token = sink
+    browser.get(url)                                   # without the token: nothing but the error
+    assert "needs its token" in browser.page_source
+    browser.get(f"{url}?token={token}")                # the URL the log printed, opened once
+    assert browser.current_url == url                  # the token moved into a cookie
+    browser.refresh()                                  # ... which a reload keeps using
     first = _wait(lambda: browser.execute_script(SAMPLE_JS), 20, "the first preview frame")
     assert first["width"] == 640
     # the preview updates: the demo person moves, so later frames differ
@@ -170,4 +182,5 @@ def test_page_shows_a_live_preview_and_changes_the_effect(sink: str, browser) ->
     assert after["grey"] != first["grey"]
     assert browser.find_element(By.ID, "error").text == ""
     # the sink really changed (not only the page)
-    assert _status(sink)["settings"]["effect"] == "none"
+    assert _status(url, token)["settings"]["effect"] == "none"
+    assert browser.find_element(By.ID, "output-state").is_displayed() is False   # the person is composited

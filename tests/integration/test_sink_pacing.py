@@ -1,5 +1,8 @@
 """Pacing: a stalled segmenter must not slow the sink's output; masks come back when it resumes.
 
+While it is stalled, frames go on without a mask once the newest is older than the max mask age
+(fail closed: tests/integration/test_fail_closed.py checks what those frames show).
+
 A real sink process (demo source at 30 fps, `wait` pacing) and a real segmenter process; the
 segmenter is frozen with SIGSTOP mid-stream. Numbers come from the sink's JSON API.
 """
@@ -39,7 +42,8 @@ def test_stalled_segmenter_keeps_output_rate_and_masks_resume(segmenter_process,
     log = open(tmp_path / "sink.log", "wb")
     sink = subprocess.Popen([sys.executable, "-m", "capture_sink", "run", "--bind", endpoint, "--source", "demo",
                              "--width", "640", "--height", "360", "--fps", str(FPS), "--output", "null",
-                             "--pacing", "wait", "--segmenting", "on", "--http-port", str(http_port)],
+                             "--pacing", "wait", "--segmenting", "on", "--http-port", str(http_port),
+                                 "--no-http-auth"],   # this test reads /api/status; tokens: test_web_token.py
                             stdout=log, stderr=log)
     try:
         wait_until(lambda: _try(lambda: _status(http_port)["counters"]["own_mask"] > 30), 60, "masks at the sink")
@@ -48,13 +52,15 @@ def test_stalled_segmenter_keeps_output_rate_and_masks_resume(segmenter_process,
         healthy_rate = (after["counters"]["frames"] - before["counters"]["frames"]) / span
 
         replica.signal(signal.SIGSTOP)
-        time.sleep(0.5)
+        time.sleep(0.8)                    # past the max mask age (500 ms): the newest mask is too old now
         before, after, span = _counts_over(http_port, 3.0)
         stalled_rate = (after["counters"]["frames"] - before["counters"]["frames"]) / span
         new_own = after["counters"]["own_mask"] - before["counters"]["own_mask"]
         reused = after["counters"]["older_mask"] - before["counters"]["older_mask"]
+        hidden = after["counters"]["no_mask"] - before["counters"]["no_mask"]
         assert new_own == 0, "a frozen segmenter cannot have answered"
-        assert reused > 0.8 * FPS * span, "frames go on with the newest mask there is"
+        assert reused == 0, "a mask older than the max age is never used (fail closed)"
+        assert hidden > 0.8 * FPS * span, "frames go on, showing the background alone"
         assert stalled_rate >= 0.85 * min(healthy_rate, FPS), (healthy_rate, stalled_rate)
 
         replica.signal(signal.SIGCONT)

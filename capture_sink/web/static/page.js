@@ -61,6 +61,23 @@ function renderStats(stats, viewers, settings) {
   $("viewers").textContent = viewers ? String(viewers.viewers) : "–";
 }
 
+// What the camera shows when it is not the composited person: said plainly, never hidden.
+const OUTPUT_TEXT = {
+  waiting: "Waiting for a segmenter: the output shows the background only",
+  passthrough: "Passthrough: the raw camera picture (your room) is being sent",
+  still: "Paused: the last frame is repeated",
+  camera: "No mask: the raw camera picture is being sent (--no-mask camera or background none)",
+};
+
+function renderOutput(output) {
+  const el = $("output-state");
+  const text = OUTPUT_TEXT[output.shown];
+  el.hidden = !text;
+  el.dataset.shown = output.shown;
+  el.textContent = text ? (output.reason ? `${text} (${output.reason})` : text) : "";
+  document.body.dataset.output = output.shown;
+}
+
 function render(status) {
   const s = status.settings;
   if (status.choices && !filled) {
@@ -82,6 +99,7 @@ function render(status) {
   $("threshold-value").textContent = Number($("threshold").value).toFixed(2);
   $("blur-value").textContent = `${$("blur").value} px`;
   if (status.stats) renderStats(status.stats, status.viewers, s);
+  if (status.output) renderOutput(status.output);
   document.body.dataset.effect = s.effect;   // tests and styles can see what is applied
 }
 
