@@ -7,9 +7,12 @@ the validated object is what the app's constructors receive. Nothing deeper read
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 PACING_POLICIES = ("wait", "latest")
 NO_MASK_MODES = ("hide", "blur", "camera")      # capture_sink.failclosed
@@ -137,6 +140,10 @@ def resolve_auto(c: SinkConfig) -> None:
         wanted = ["v4l2"] if has_loopback else []
         c.outputs = others + (wanted or ([] if others else ["null"]))
         c.outputs = list(dict.fromkeys(c.outputs))
+        if c.outputs == ["null"] and not c.http:
+            logger.warning("no loopback device at %s and --no-http: the output goes nowhere; load the module "
+                           "(sudo modprobe v4l2loopback video_nr=20 exclusive_caps=1) or drop --no-http",
+                           c.device)
 
 
 def validate(c: SinkConfig) -> SinkConfig:

@@ -120,3 +120,15 @@ def test_window_without_gui_support_names_the_fix():
         create_output("window", width=W, height=H, fps=30)
     message = str(raised.value)
     assert "pip install opencv-python" in message and "the web page" in message and "\n" not in message
+
+
+def test_auto_output_with_nowhere_to_go_says_so(tmp_path, caplog):
+    from capture_sink.config import SinkConfig, validate
+    missing = str(tmp_path / "video20")
+    with caplog.at_level("WARNING", logger="capture_sink.config"):
+        quiet = validate(SinkConfig(source="demo", device=missing, outputs=["auto"]))
+    assert quiet.outputs == ["null"] and not caplog.records      # the web page shows the output
+    with caplog.at_level("WARNING", logger="capture_sink.config"):
+        nowhere = validate(SinkConfig(source="demo", device=missing, outputs=["auto"], http=False))
+    assert nowhere.outputs == ["null"]
+    assert "the output goes nowhere" in caplog.text and "modprobe v4l2loopback" in caplog.text
