@@ -71,7 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "device exists, and the MJPEG preview)")
     out.add_argument("--device", default=_env("device", d.device), help="v4l2loopback device")
     out.add_argument("--v4l2-backend", default=_env("v4l2_backend", d.v4l2_backend),
-                     help="pyvirtualcam or pyfakewebcam")
+                     help="pyvirtualcam, pyfakewebcam or fcntl")
+    out.add_argument("--v4l2-format", choices=("YUYV", "I420"), default=_env("v4l2_format", d.v4l2_format),
+                     help="pixel format of the virtual camera (default YUYV: browsers via PipeWire and "
+                          "the Flatpak portal need it)")
     out.add_argument("--file", dest="file_path", default=_env("file", d.file_path), help="file output path")
     out.add_argument("--mjpeg-host", default=_env("mjpeg_host", d.mjpeg_host))
     out.add_argument("--mjpeg-port", type=int, default=int(_env("mjpeg_port", d.mjpeg_port)))

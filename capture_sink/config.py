@@ -38,6 +38,7 @@ class SinkConfig:
     outputs: list[str] = field(default_factory=lambda: ["auto"])
     device: str = DEFAULT_DEVICE
     v4l2_backend: str = "pyvirtualcam"
+    v4l2_format: str = "YUYV"            # YUYV (every consumer takes it) | I420
     file_path: str = "holocam-output.mp4"
     mjpeg_host: str = "127.0.0.1"
     mjpeg_port: int = 8080
@@ -57,7 +58,7 @@ class SinkConfig:
 
     def output_options(self, kind: str) -> dict:
         if kind == "v4l2":
-            return {"device": self.device, "backend": self.v4l2_backend}
+            return {"device": self.device, "backend": self.v4l2_backend, "pixel_format": self.v4l2_format}
         if kind == "file":
             return {"path": self.file_path}
         if kind == "mjpeg":
@@ -69,9 +70,18 @@ def verify_geometry(c: SinkConfig) -> None:
     if not (16 <= c.width <= 7680 and 16 <= c.height <= 4320):
         raise ConfigError(f"--width/--height {c.width}x{c.height} is out of range: use e.g. 1280x720")
     if c.width % 2 or c.height % 2:
-        raise ConfigError(f"--width/--height {c.width}x{c.height} must be even (YUYV/I420 output needs it)")
+        raise ConfigError(f"--width/--height {c.width}x{c.height} must be even (YUYV/I420 output needs it, and "
+                          f"Chrome refuses odd widths): use {c.width // 2 * 2}x{c.height // 2 * 2}")
     if not (1.0 <= c.fps <= 120.0):
         raise ConfigError(f"--fps {c.fps} is out of range: use 1 to 120")
+
+
+V4L2_FORMATS = ("YUYV", "I420")
+
+
+def verify_output(c: SinkConfig) -> None:
+    if c.v4l2_format not in V4L2_FORMATS:
+        raise ConfigError(f"--v4l2-format {c.v4l2_format!r}: choose YUYV (default, every app takes it) or I420")
 
 
 def verify_pacing(c: SinkConfig) -> None:
@@ -137,6 +147,7 @@ def resolve_auto(c: SinkConfig) -> None:
 
 def validate(c: SinkConfig) -> SinkConfig:
     verify_geometry(c)
+    verify_output(c)
     verify_pacing(c)
     verify_transport(c)
     resolve_auto(c)
