@@ -155,7 +155,8 @@ def check_device(device: str, *, in_container: bool = False) -> list[Finding]:
         except KeyError:
             group = str(st.st_gid)
         member = st.st_gid in os.getgroups()
-        fix = (f"docker run --group-add $(stat -c %g {device}) (compose: HOLOCAM_VIDEO_GID in .env)" if in_container
+        fix = (f"let the image's entrypoint start as root (no `user:`/--user), it joins the group of the device "
+               f"nodes; or docker run --group-add $(stat -c %g {device})" if in_container
                else "log out and in again (the group change is not active yet)" if member
                else f"sudo usermod -aG {group} $USER, then log out and in")
         return [Finding("permissions", FAIL, f"cannot write {device} (owned by group {group!r}, mode "
