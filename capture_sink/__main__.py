@@ -6,6 +6,7 @@
     python -m capture_sink run --source demo --output mjpeg     # preview at http://127.0.0.1:8080/
 
     python -m capture_sink doctor                               # check loopback, camera, weights, segmenters
+    python -m capture_sink install-service                      # start at login (systemd user unit)
 
 Settings come from flags > HOLOCAM_<FIELD> environment variables (e.g. HOLOCAM_SOURCE=demo) >
 the config file (--config PATH, else $XDG_CONFIG_HOME/holocam/sink.toml if present) > defaults;
@@ -105,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for each segmenter's hello")
     _add_config_arguments(doctor)
     # -- end live control --
+    install = sub.add_parser("install-service", help="start holocam at login (a systemd user unit; no root)")
+    install.add_argument("run_args", nargs=argparse.REMAINDER,
+                         help="options for `run` after --, e.g. install-service -- --effect none")
+    sub.add_parser("uninstall-service", help="stop, disable and remove the systemd user unit")
     return parser
 
 
@@ -175,6 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     from .settings_file import explicit_flags
     args.explicit = explicit_flags(build_parser, argv)
     try:
+        if args.command in ("install-service", "uninstall-service"):
+            from .service import main_install, main_uninstall
+            if args.command == "uninstall-service":
+                return main_uninstall()
+            return main_install(args.run_args[1:] if args.run_args[:1] == ["--"] else args.run_args)
         if args.command == "doctor":
             from .doctor import run_doctor
             loaded = load_from_args(args)

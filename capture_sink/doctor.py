@@ -14,7 +14,8 @@ Checks, in the order a user meets them:
 5. segmenters: each `--segmenter` endpoint answers with a hello within `--timeout` seconds; on the
    `--bind` endpoints, a replica connects (unless --with-segmenter starts one). Probing a replica
    connects to it briefly, like a second sink: a sink it serves at that moment may miss a mask.
-6. the web page's port is free.
+6. the web page's port is free;
+7. autostart: the systemd user unit of `install-service` is installed, enabled and running.
 
 Each finding prints as `[ ok ]`, `[warn]`, `[info]` or `[FAIL]` with the fix on the next line.
 The exit status is 1 if any check failed, else 0.
@@ -404,6 +405,30 @@ def check_firefox(*, home: Path | None = None, root: Path = Path("/")) -> list[F
     return findings
 
 
+def check_service(*, environ=None) -> list[Finding]:
+    """Whether the systemd user unit (install-service) is installed, enabled and running."""
+    from . import service
+
+    st = service.state(environ=os.environ if environ is None else environ)
+    if not st.installed:
+        return [Finding("autostart", INFO, "holocam does not start at login",
+                        "python -m capture_sink install-service, then " + service.enable_hint().split("   ")[0])]
+    enabled = "enabled" if st.enabled else "not enabled"
+    if st.active is None:
+        return [Finding("autostart", INFO if st.enabled else WARN,
+                        f"{st.path} is installed and {enabled}; systemd cannot be asked whether it runs "
+                        f"(no user manager here)",
+                        "" if st.enabled else service.enable_hint())]
+    if st.active == "active":
+        return [Finding("autostart", OK, f"{service.UNIT_NAME} is installed, {enabled} and running")]
+    if st.active == "failed":
+        return [Finding("autostart", WARN, f"{service.UNIT_NAME} is installed but failed",
+                        f"journalctl --user -u {service.UNIT_NAME} -n 50 says why; then "
+                        f"systemctl --user restart {service.UNIT_NAME}")]
+    return [Finding("autostart", INFO if st.enabled else WARN, f"{service.UNIT_NAME} is installed, {enabled}, "
+                    f"{st.active}", "" if st.enabled else service.enable_hint())]
+
+
 def check_http_port(config: SinkConfig) -> list[Finding]:
     if not config.http or config.http_port == 0:
         return []
@@ -443,6 +468,8 @@ def diagnose(config: SinkConfig, *, timeout_s: float = 3.0, want_camera_output: 
     findings += check_weights(local_segmenter=config.with_segmenter)
     findings += check_segmenters(config, timeout_s=timeout_s)
     findings += check_http_port(config)
+    if not container:
+        findings += check_service()
     return findings
 
 
