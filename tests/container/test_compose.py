@@ -168,7 +168,7 @@ def test_sink_runs_unprivileged_as_its_user_with_a_config_volume(stack):
     mounts = {m["Destination"]: m for m in inspect["Mounts"]}
     assert mounts["/config"]["Type"] == "volume" and mounts["/config"]["Name"].endswith("holocam-config")
     # The sink's user can keep its generated token there (issue 13 writes /config/holocam/).
-    probe = subprocess.run(["docker", "exec", sink, "sh", "-c", "touch /config/holocam/.probe && echo ok"],
+    probe = subprocess.run(["docker", "exec", "-u", "holocam", sink, "sh", "-c", "touch /config/holocam/.probe && echo ok"],
                            capture_output=True, text=True)
     assert probe.stdout.strip() == "ok", probe.stderr
 
