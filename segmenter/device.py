@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
 HALF_PARITY_IOU = 0.999        # fp16 is used only if every check image keeps this IoU with fp32
 MASK_THRESHOLD = 128           # mask value from which a pixel counts as person (for IoU)
-CUDA_WHEELS = "pip install torch --index-url https://download.pytorch.org/whl/cu124"
+CUDA_WHEELS = "pip install torch --index-url https://download.pytorch.org/whl/cu128"
 
 
 class DeviceError(ModelError):
