@@ -98,7 +98,7 @@ def main(argv: list[str]) -> int:
     values.update({k: v for k, v in os.environ.items() if k in SETTINGS})  # the shell wins, as in compose
     unknown = [k for k in values if k.startswith("HOLOCAM_") and k not in SETTINGS and k not in RETIRED
                and k not in ("HOLOCAM_TORCH_INDEX_URL", "HOLOCAM_SOURCE", "HOLOCAM_KEYS", "HOLOCAM_UID",
-                             "HOLOCAM_SEGMENTER_DEVICE")]
+                             "HOLOCAM_SEGMENTER_DEVICE", "HOLOCAM_TORCH_CUDA_INDEX_URL")]
     problems = [f".env: unknown setting {k}: see .env.example for the names" for k in unknown]
     for name in RETIRED:
         if name in values:
