@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from segmenter.device import (DeviceError, DeviceSelfie, check_images, half_keeps_parity, load_device_model,
+from segmenter.device import (DeviceError, check_images, half_keeps_parity, load_device_model,
                               mask_iou, parse_device, resolve_device)
 from segmenter.model import create_model
 
