@@ -4,7 +4,9 @@ The selfie models use them on their fast path when the library loads; otherwise 
 torch ops (same masks, slower). `load()` finds the compiled library in the cache, builds it when a
 compiler is at hand, and says once, in one line, why it cannot when it cannot.
 
-HOLOCAM_KERNELS=0 turns them off (stock torch ops only); =1 makes a failure to load an error.
+Unset, a model that loads them also times them against stock ops on this CPU and keeps the faster
+(calibrate.py). HOLOCAM_KERNELS=0 turns them off (stock torch ops only); =1 forces them, and makes
+a failure to load an error.
 HOLOCAM_KERNELS_ISA=avx2 or generic runs a lower build than the CPU allows (to test every build).
 """
 
@@ -32,6 +34,11 @@ _state: dict[str, str | None] = {}
 
 class KernelsUnavailable(RuntimeError):
     """HOLOCAM_KERNELS=1 but the library cannot be loaded; the message names the fix."""
+
+
+def setting() -> str:
+    """HOLOCAM_KERNELS as "off" (0), "require" (1) or "auto" (unset: time both on the model)."""
+    return _setting()
 
 
 def _setting() -> str:

@@ -29,6 +29,8 @@ struct DenseShape {
   void conv_u8(const float* x, const float* w, const float* b, float* y, const DenseShape& s, int act); \
   void pointwise(const float* x, const float* w, const float* b, const float* residual, float* y,     \
                  long p_begin, long p_end, long k_in, long n_out, int act);                            \
+  void squeeze_excite(const float* x, long pixels, int c, const float* w1, const float* b1, int m,    \
+                      int act1, const float* w2, const float* b2, float* gate);                        \
   }
 
 HOLOCAM_DECLARE_KERNELS(avx512)

@@ -21,9 +21,11 @@ struct Kernels {
   decltype(&generic::pointwise) pointwise;
   decltype(&generic::upsample2x) upsample2x;
   decltype(&generic::conv_u8) conv_u8;
+  decltype(&generic::squeeze_excite) squeeze_excite;
 };
 
-#define HOLOCAM_KERNELS_OF(isa) Kernels{#isa, &isa::depthwise, &isa::pointwise, &isa::upsample2x, &isa::conv_u8}
+#define HOLOCAM_KERNELS_OF(isa) \
+  Kernels{#isa, &isa::depthwise, &isa::pointwise, &isa::upsample2x, &isa::conv_u8, &isa::squeeze_excite}
 
 // The best build this CPU runs, or the one HOLOCAM_KERNELS_ISA names when the CPU can run it
 // (tests use that to exercise every build on one machine).
@@ -172,6 +174,27 @@ at::Tensor pointwise(const at::Tensor& x, const at::Tensor& w, const at::Tensor&
   return y;
 }
 
+// The squeeze-excite gate of a map x: sigmoid(w2 @ act1(w1 @ mean(x) + b1) + b2), shape (1, C, 1, 1).
+at::Tensor squeeze_excite(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, int64_t act1,
+                          const at::Tensor& w2, const at::Tensor& b2) {
+  check_nhwc(x, "holocam::squeeze_excite", "input");
+  check_dense(w1, "holocam::squeeze_excite", "first weight (C, M)", 2);
+  check_dense(w2, "holocam::squeeze_excite", "second weight (M, C)", 2);
+  check_dense(b1, "holocam::squeeze_excite", "first bias", 1);
+  check_dense(b2, "holocam::squeeze_excite", "second bias", 1);
+  const int64_t c = x.size(1), m = w1.size(1);
+  TORCH_CHECK(w1.size(0) == c && b1.size(0) == m && w2.size(0) == m && w2.size(1) == c && b2.size(0) == c,
+              "holocam::squeeze_excite: weights ", w1.sizes(), ", ", w2.sizes(), " and biases ", b1.sizes(), ", ",
+              b2.sizes(), " do not match ", c, " channels");
+  TORCH_CHECK(act1 == kNone || act1 == kRelu, "holocam::squeeze_excite: the first activation must be NONE or RELU");
+  TORCH_CHECK(x.size(2) * x.size(3) > 0, "holocam::squeeze_excite: empty input");
+  at::Tensor gate = at::empty({1, c, 1, 1}, x.options());
+  kernels().squeeze_excite(x.const_data_ptr<float>(), x.size(2) * x.size(3), (int)c, w1.const_data_ptr<float>(),
+                           b1.const_data_ptr<float>(), (int)m, (int)act1, w2.const_data_ptr<float>(),
+                           b2.const_data_ptr<float>(), gate.mutable_data_ptr<float>());
+  return gate;
+}
+
 std::string isa() { return kernels().isa; }
 
 }  // namespace
@@ -184,6 +207,7 @@ TORCH_LIBRARY(holocam, m) {
   m.def("conv_u8(Tensor x, Tensor w, Tensor b, int stride, int pad_top, int pad_left, int out_h, int out_w, "
         "int act) -> Tensor");
   m.def("pointwise(Tensor x, Tensor w, Tensor b, Tensor? residual, int act) -> Tensor");
+  m.def("squeeze_excite(Tensor x, Tensor w1, Tensor b1, int act1, Tensor w2, Tensor b2) -> Tensor");
   m.def("isa() -> str", holocam::isa);
 }
 
@@ -192,4 +216,5 @@ TORCH_LIBRARY_IMPL(holocam, CPU, m) {
   m.impl("pointwise", holocam::pointwise);
   m.impl("upsample2x", holocam::upsample2x);
   m.impl("conv_u8", holocam::conv_u8);
+  m.impl("squeeze_excite", holocam::squeeze_excite);
 }

@@ -11,30 +11,12 @@ Details that matter for parity with TFLite (tests/segmenter/test_selfie_parity.p
 - The CUSTOM op Convolution2DTransposeBias is a transposed conv with bias, weights OHWI.
 - The graph ends in LOGISTIC: the output is already a probability.
 
-Speed (bench/bench_model.py): with the fused NHWC kernels (segmenter/kernels: `kernels=True`,
-the default where they build) every depthwise conv, every 1x1 conv on a map, the first conv on
-the uint8 frame and the decoder's 2x upsamplings run as torch.ops.holocam.* ops that apply bias,
-activation and the residual ADD in the same pass: general model 1.05-1.16x -> 0.67-0.86x LiteRT's
-time at 1 thread, landscape 1.15-1.38x -> 0.71-0.92x, parity unchanged (max |dprob| <= 9e-5).
-Without them (stock torch ops) the fast path is the whole uint8 -> probability pipeline traced and
-frozen, channels-last from the input permute on; 1x1 convs run as `linear` on the NHWC view, the
-transposed conv as one GEMM, asymmetric padding as a zero kernel tap instead of F.pad, and glibc
-keeps freed activation buffers (keep_frame_buffers_in_heap). On top, the fast path fuses the graph
-(`SelfieNet(fuse=True)`, see `_fuse`): activations run in place on a conv's fresh output, a
-squeeze-excite gate is folded into the next 1x1 conv's weights (or MUL+ADD becomes one addcmul),
-rgb/255 and the trailing SAME padding move into the first conv and `prepare`, and the final
-transposed conv + sigmoid is one weights @ pixels^T product, and each decoder upsampling
-RESIZE_BILINEAR -> 1x1 conv runs as conv -> resize on the small map (`selfie_steps.upsample_after`). Measured
-against LiteRT in one run (general model, 1 thread): unfused 1.40x -> fused 1.16x -> with the
-conv/resize swap and OpenCV's mask rounding 1.06-1.07x (the fused path before them: 1.16-1.19x
-in the same runs; landscape 1.33-1.44x -> 1.24-1.36x). Tried and dropped: oneDNN Graph fusion for TorchScript
-(torch.jit.enable_onednn_fusion: the fused graph crashes in the fuser, the unfused graph runs 6.1 ->
-8.7 ms), set_num_interop_threads(1), OMP_NUM_THREADS=1, OMP_WAIT_POLICY=PASSIVE, KMP_BLOCKTIME=0,
-DNNL_PRIMITIVE_CACHE_CAPACITY, MKL_ENABLE_INSTRUCTIONS=AVX512 (all within noise at 1 thread),
-mkldnn disabled (15x slower); the profile shows no layout reorders to remove. oneDNN conv post-op
-fusion (torch.ops.mkldnn._convolution_pointwise cannot be traced: its empty Scalar?[] argument),
-torch.compile with inductor freezing + cpp_wrapper (1.36x, 37 s compile; max-autotune 1.23x,
-115 s compile), pixels @ W^T for narrow outputs (4x slower than W @ pixels^T at 4 columns).
+Speed: the fast path is the fused graph (`SelfieNet(fuse=True)`, see `_fuse`) traced and frozen,
+channels-last throughout. With the fused NHWC kernels (segmenter/kernels) the depthwise and 1x1
+convs, the first conv on the uint8 frame, the 2x upsamplings and the squeeze-excite gates run as
+torch.ops.holocam.* ops; `load_selfie` times them against stock ops on the model and keeps the
+faster (segmenter/kernels/calibrate.py). What each step bought, and what was tried and dropped:
+docs/model-performance.md; current figures: bench/results/model.json and kernels_isa.md.
 
 Weights: MediaPipe selfie segmentation, Apache-2.0 (fetched by `segmenter.weights`).
 """
@@ -57,13 +39,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from segmenter.kernels import ACTIVATIONS
+from segmenter.kernels import calibrate as calibration
 from segmenter.kernels import load as load_kernels
+from segmenter.kernels import setting as kernel_setting
 
 from . import ModelError
 from .base import InputSpec, SegmentationModel
 from .selfie_steps import (Binary, Conv, DepthwiseKernel, FrameConvKernel, GatedAdd, GatedPointwise,
                            IN_PLACE_ACTIVATIONS, InPlace, Mean, Pointwise, PointwiseThenResize,
-                           Resize, TransposeConv, TransposeConvSigmoid, Unary, upsample_after)
+                           Resize, SqueezeExciteKernel, TransposeConv, TransposeConvSigmoid, Unary,
+                           upsample_after)
 from .tflite_graph import TRANSPOSE_CONV_BIAS, OpInfo, TFLiteGraph, read_tflite
 
 logger = logging.getLogger(__name__)
@@ -171,6 +156,10 @@ def _fuse(net: "SelfieNet", graph: TFLiteGraph, pos: int,
 
     nxt = only_reader(op.outputs[0])
     after = graph.ops[nxt] if nxt is not None else None
+    if net.kernels and op.kind in ("MEAN", "AVERAGE_POOL_2D") and after is not None and after.kind == "CONV_2D":
+        squeeze = _squeeze_excite(net, graph, op, nxt, only_reader)
+        if squeeze is not None:
+            return squeeze
     if op.kind == "DEPTHWISE_CONV_2D" and op.options["activation"] == "NONE" and after is not None \
             and after.kind in IN_PLACE_ACTIVATIONS:
         add_pos = only_reader(after.outputs[0])
@@ -232,8 +221,21 @@ def _fuse(net: "SelfieNet", graph: TFLiteGraph, pos: int,
             step = net._conv(graph, conv_op)
             if isinstance(step, Pointwise):
                 upsampling = _upsamples(graph, after) if resize is not None else False
-                return (GatedPointwise(step, resize, resize_last=upsampling), [x, gate], conv_op.outputs[0],
-                        [nxt] + ([conv_pos] if resize is not None else []))
+                absorbed = [nxt] + ([conv_pos] if resize is not None else [])
+                gated = GatedPointwise(step, resize, resize_last=upsampling)
+                add_pos = only_reader(conv_op.outputs[0])
+                add = graph.ops[add_pos] if add_pos is not None else None
+                if resize is None and step.kernel and not step.has_activation and add is not None \
+                        and add.kind == "ADD" and add.options["activation"] in ACTIVATIONS:
+                    # conv(x * gate) + other in one kernel pass (the squeeze-excite block's residual).
+                    other = add.inputs[1] if add.inputs[0] == conv_op.outputs[0] else add.inputs[0]
+                    if other != conv_op.outputs[0] and not graph.tensors[other].is_constant \
+                            and computed_before(other) \
+                            and tuple(graph.tensors[other].shape) == tuple(graph.tensors[add.outputs[0]].shape):
+                        step.residual = True
+                        step.fuse_activation(add.options["activation"])
+                        return gated, [x, gate, other], add.outputs[0], absorbed + [add_pos]
+                return gated, [x, gate], conv_op.outputs[0], absorbed
             return None
         if after.kind == "ADD" and after.options["activation"] == "NONE":
             other = after.inputs[1] if after.inputs[0] == op.outputs[0] else after.inputs[0]
@@ -241,6 +243,32 @@ def _fuse(net: "SelfieNet", graph: TFLiteGraph, pos: int,
                     and tuple(graph.tensors[other].shape) == tuple(graph.tensors[after.outputs[0]].shape):
                 return GatedAdd(), [x, gate, other], after.outputs[0], [nxt]
     return None
+
+
+def _squeeze_excite(net: "SelfieNet", graph: TFLiteGraph, pool_op: OpInfo, conv_pos: int,
+                    only_reader: Callable[[int], int | None]) -> tuple[nn.Module, list[int], int, list[int]] | None:
+    """global pool -> CONV_2D [-> RELU] -> CONV_2D -> LOGISTIC on the pooled vector as one
+    SqueezeExciteKernel, when the chain is exactly that (each op the single reader of the last)."""
+    pool, _ = net._build(graph, pool_op)          # validates: global pooling only
+    first = graph.ops[conv_pos]
+    chain, relu = [conv_pos], first.options["activation"] == "RELU"
+    pos = only_reader(first.outputs[0])
+    if first.options["activation"] == "NONE" and pos is not None and graph.ops[pos].kind == "RELU":
+        chain.append(pos)
+        relu = True
+        pos = only_reader(graph.ops[pos].outputs[0])
+    if first.options["activation"] not in ("NONE", "RELU") or pos is None:
+        return None
+    second = graph.ops[pos]
+    sigmoid_pos = only_reader(second.outputs[0]) if second.kind == "CONV_2D" else None
+    if sigmoid_pos is None or second.options["activation"] != "NONE" or graph.ops[sigmoid_pos].kind != "LOGISTIC":
+        return None
+    reduce, expand = net._conv(graph, first), net._conv(graph, second)
+    if not (isinstance(pool, Mean) and pool.dims == (2, 3) and isinstance(reduce, Pointwise) and reduce.on_vector
+            and isinstance(expand, Pointwise) and expand.on_vector):
+        return None
+    return (SqueezeExciteKernel(reduce, relu, expand), [pool_op.inputs[0]], graph.ops[sigmoid_pos].outputs[0],
+            chain + [pos, sigmoid_pos])
 
 
 class SelfieNet(nn.Module):
@@ -617,8 +645,10 @@ def load_selfie(name: str, weights: str | os.PathLike | None = None,
         weights = weights_path(name, cache_dir)  # verified; raises WeightsError naming `make weights`
     keep_frame_buffers_in_heap()
     graph = read_tflite(weights)
+    calibrate = False
     if kernels is None:
         kernels = fast and load_kernels(cache_dir) is not None
+        calibrate = kernels and kernel_setting() == "auto"
     elif kernels and load_kernels(cache_dir) is None:
         raise ModelError("the fused kernels were asked for but do not load: see the warning above, "
                          "or leave kernels unset")
@@ -630,6 +660,33 @@ def load_selfie(name: str, weights: str | os.PathLike | None = None,
     if _sha256(Path(weights)) != WEIGHTS[name].sha256:
         logger.warning("%s is not MediaPipe's %s file (sha256 differs): the parity tests do not "
                        "cover it", weights, name)
+    model = SelfieSegmentation(net, name, fast=fast)
+    if calibrate:
+        model = _faster_of(model, lambda: SelfieSegmentation(SelfieNet(graph, fuse=True, kernels=False), name),
+                           weights, cache_dir)
     logger.info("loaded %s from %s (%d ops, %s path%s)", name, weights, len(graph.ops),
-                "traced" if fast else "eager", ", fused kernels" if net.kernels else "")
-    return SelfieSegmentation(net, name, fast=fast)
+                "traced" if fast else "eager", ", fused kernels" if model.net.kernels else "")
+    return model
+
+
+def _faster_of(fused: SelfieSegmentation, build_stock: Callable[[], SelfieSegmentation],
+               weights: str | os.PathLike, cache_dir: str | os.PathLike | None) -> SelfieSegmentation:
+    """Whichever of fused kernels and stock ops runs this model faster on this CPU: timed on the
+    first start, read from the calibration cache afterwards (the stock model is then not built)."""
+    isa = load_kernels(cache_dir) or "none"
+    threads = torch.get_num_threads()
+    key = calibration.cache_key(fused.KEY, weights, isa, threads)
+    choice = calibration.cached(key, cache_dir)
+    stock: SelfieSegmentation | None = None
+    if choice is None:
+        stock = build_stock()
+        spec = fused.input_spec
+        frame = np.random.default_rng(0).integers(0, 256, (spec.height, spec.width, 3), dtype=np.uint8)
+        choice = calibration.decide(*calibration.time_interleaved(lambda: fused.segment(frame),
+                                                                  lambda: stock.segment(frame)))
+        calibration.store(key, choice, cache_dir)
+    logger.info("%s on %s (%s build, %d thread(s)): %s", fused.KEY, calibration.cpu_model(), isa, threads,
+                choice.describe())
+    if choice.use_fused:
+        return fused
+    return stock if stock is not None else build_stock()

@@ -231,12 +231,13 @@ class GatedPointwise(nn.Module):
         self.resize = resize
         self.resize_last = resize_last and upsample_after(pointwise, resize)
 
-    def forward(self, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, gate: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         if self.resize is not None and not self.resize_last:
             x = self.resize(x)
         if self.pointwise.kernel:
+            # residual (set by _fuse, kernels only): conv(x * gate) + residual in the same pass
             weight_t = self.pointwise.weight_t * gate.reshape(-1, 1)
-            y = torch.ops.holocam.pointwise(x, weight_t, self.pointwise.bias, None, self.pointwise.act_code)
+            y = torch.ops.holocam.pointwise(x, weight_t, self.pointwise.bias, residual, self.pointwise.act_code)
             return self.resize(y) if self.resize is not None and self.resize_last else y
         weight = self.pointwise.weight * gate.reshape(1, -1)
         y = F.linear(x.permute(0, 2, 3, 1), weight, self.pointwise.bias).permute(0, 3, 1, 2)
@@ -267,6 +268,24 @@ class PointwiseThenResize(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.resize(self.pointwise(x))
+
+
+class SqueezeExciteKernel(nn.Module):
+    """Global MEAN -> 1x1 CONV_2D [-> RELU] -> 1x1 CONV_2D -> LOGISTIC: the squeeze-excite gate
+    (1, C, 1, 1) in one holocam.squeeze_excite call instead of eight small torch ops."""
+
+    def __init__(self, reduce: Pointwise, relu: bool, expand: Pointwise) -> None:
+        super().__init__()
+        def bias(p: Pointwise) -> torch.Tensor:
+            return p.bias.detach() if p.bias is not None else torch.zeros(p.weight.shape[0])
+        self.w1 = nn.Parameter(reduce.weight.detach().t().contiguous(), requires_grad=False)   # (C, M)
+        self.b1 = nn.Parameter(bias(reduce).contiguous(), requires_grad=False)
+        self.w2 = nn.Parameter(expand.weight.detach().t().contiguous(), requires_grad=False)   # (M, C)
+        self.b2 = nn.Parameter(bias(expand).contiguous(), requires_grad=False)
+        self.act1 = ACTIVATIONS["RELU"] if relu else ACTIVATIONS["NONE"]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.holocam.squeeze_excite(x, self.w1, self.b1, self.act1, self.w2, self.b2)
 
 
 class GatedAdd(nn.Module):

@@ -101,6 +101,22 @@ def test_depthwise_adds_a_residual_after_the_activation(with_residual):
     torch.testing.assert_close(out, expected + residual if with_residual else expected, atol=2e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("channels,hidden,size", [(16, 8, (128, 128)), (96, 24, (16, 16)), (128, 32, (9, 16)),
+                                                   (5, 3, (3, 7)), (8, 8, (1, 1))])
+def test_squeeze_excite_matches_pool_conv_conv_sigmoid(channels, hidden, size, relu):
+    x = _nhwc(1, channels, *size, seed=channels)
+    g = torch.Generator().manual_seed(11)
+    w1, b1 = torch.randn((hidden, channels), generator=g), torch.randn(hidden, generator=g)
+    w2, b2 = torch.randn((channels, hidden), generator=g), torch.randn(channels, generator=g)
+    h = F.conv2d(x.mean(dim=(2, 3), keepdim=True), w1[:, :, None, None], b1)
+    expected = torch.sigmoid(F.conv2d(F.relu(h) if relu else h, w2[:, :, None, None], b2))
+    out = torch.ops.holocam.squeeze_excite(x, w1.t().contiguous(), b1, ACTIVATIONS["RELU" if relu else "NONE"],
+                                           w2.t().contiguous(), b2)
+    assert out.shape == (1, channels, 1, 1)
+    torch.testing.assert_close(out, expected, atol=2e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("channels,size", [(16, (64, 64)), (24, (16, 16)), (16, (9, 16)), (5, (3, 7)), (8, (1, 1))])
 def test_upsample2x_matches_torch_bilinear_half_pixel(channels, size):
     x = _nhwc(1, channels, *size, seed=channels)
@@ -170,6 +186,10 @@ def test_isa_is_one_of_the_builds(kernels):
     (lambda x: torch.ops.holocam.depthwise(x, torch.randn(3, 3, 16), torch.randn(16), 1, 1, 1, 8, 8, 0,
                                            _nhwc(1, 16, 4, 4)), "residual"),
     (lambda x: torch.ops.holocam.upsample2x(x.contiguous()), "channels_last"),
+    (lambda x: torch.ops.holocam.squeeze_excite(x, torch.randn(8, 4), torch.randn(4), 1, torch.randn(4, 16),
+                                                torch.randn(16)), "do not match"),
+    (lambda x: torch.ops.holocam.squeeze_excite(x, torch.randn(16, 4), torch.randn(4), 3, torch.randn(4, 16),
+                                                torch.randn(16)), "NONE or RELU"),
     (lambda x: torch.ops.holocam.conv_u8(x, torch.randn(3, 3, 3, 16), torch.randn(16), 2, 0, 0, 4, 4, 0), "uint8"),
     (lambda x: torch.ops.holocam.conv_u8(torch.zeros(1, 8, 8, 4, dtype=torch.uint8), torch.randn(3, 3, 3, 16),
                                          torch.randn(16), 2, 0, 0, 4, 4, 0), "do not match"),

@@ -19,7 +19,8 @@ import skimage.data
 from segmenter.kernels import load as load_kernels
 from segmenter.model import ModelError, create_model
 from segmenter.model.selfie import SELFIE_SPECS, SelfieNet, SelfieSegmentation, load_selfie
-from segmenter.model.selfie_steps import DepthwiseKernel, FrameConvKernel, Resize
+from segmenter.model.selfie_steps import (DepthwiseKernel, FrameConvKernel, GatedPointwise, Resize,
+                                          SqueezeExciteKernel)
 from segmenter.model.tflite_graph import TRANSPOSE_CONV_BIAS, read_tflite
 from segmenter.weights import weights_path
 from shared.resize import prepare_input
@@ -179,10 +180,19 @@ def test_kernels_take_every_depthwise_conv_and_the_residual_adds(name):
     assert not any(isinstance(step, DepthwiseKernel) for step in stock.steps)
     residual = [i for i, step in enumerate(kernels.steps) if getattr(step, "residual", False)]
     assert residual and all(len(kernels.step_inputs[i]) == 2 for i in residual)
+    # conv(x * gate) + other: the squeeze-excite blocks' residual ADDs (4 in each model)
+    gated_residual = [i for i, step in enumerate(kernels.steps)
+                      if isinstance(step, GatedPointwise) and step.pointwise.residual]
+    assert len(gated_residual) == 4 and all(len(kernels.step_inputs[i]) == 3 for i in gated_residual)
     depthwise_add = [step for step in kernels.steps if getattr(step, "add_input", False)]
     assert len(depthwise_add) == 3    # the decoder's x + relu(depthwise(x)) at three scales
+    # pool -> conv -> relu -> conv -> sigmoid (4 stock steps) as one squeeze_excite call; the 10th
+    # block's convs interleave with another branch and stay apart
+    squeeze = [step for step in kernels.steps if isinstance(step, SqueezeExciteKernel)]
+    assert len(squeeze) == 9 and not any(isinstance(step, SqueezeExciteKernel) for step in stock.steps)
     # Each residual ADD joined its conv or depthwise.
-    assert len(kernels.steps) == len(stock.steps) - len(residual) - len(depthwise_add)
+    assert len(kernels.steps) == (len(stock.steps) - len(residual) - len(gated_residual) - len(depthwise_add)
+                                  - 3 * len(squeeze))
     # The first conv reads the uint8 frame; the decoder's 2x upsamplings run as holocam.upsample2x.
     assert isinstance(kernels.steps[0], FrameConvKernel) and kernels.input_raw and not stock.input_raw
     upsamplings = [m for m in kernels.modules() if isinstance(m, Resize)]

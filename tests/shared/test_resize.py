@@ -67,9 +67,11 @@ def test_stretch_follows_mediapipe_rule_on_random_frames(size, spec):
     assert ours.shape == (spec.height, spec.width, 3) and ours.dtype == np.uint8
     assert _diff(ours, mediapipe_stretch(rgb, spec.width, spec.height)).max() <= 1
     # Stronger: every pixel is a correct rounding of the exact value; the only disagreements
-    # with round-half-up are ties (OpenCV rounds ties to even), not sampling offsets.
+    # with round-half-up are ties (OpenCV rounds ties to even), not sampling offsets. OpenCV's
+    # SIMD path differs per CPU: measured max 0.50-0.51 on an AVX-512 VM, 0.516 on AVX2 (Zen 2);
+    # a sampling offset on noise is off by whole grey levels.
     exact = mediapipe_stretch_exact(rgb, spec.width, spec.height)
-    assert np.abs(ours - exact).max() <= 0.51
+    assert np.abs(ours - exact).max() <= 0.53
 
 
 @pytest.mark.parametrize("spec", [GENERAL, LANDSCAPE], ids=["256x256", "256x144"])
