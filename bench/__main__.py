@@ -8,7 +8,8 @@
 Parts (each writes its own JSON + PNG into bench/results/, see bench/README.md):
 model (bench_model: torch port vs LiteRT), sink (bench_sink: sink stages vs the seed's),
 pipeline (bench_pipeline: whole pipeline vs the seed's loop, latency, memory, profiles),
-transport (bench_transport: replica scaling, bytes on the wire).
+transport (bench_transport: replica scaling, bytes on the wire), gpu (bench_gpu: ms per mask and
+masks/s per replica at batch 1 and 4 on CUDA; records why it skipped where there is no GPU).
 Their printed output goes to bench/results/bench.log; a progress bar shows on stderr. A part that
 fails is recorded in the summary (its figures are null) and the others still run; the exit status
 is then 1.
@@ -37,7 +38,7 @@ if str(REPO) not in sys.path:
 logger = logging.getLogger("bench")
 
 RESULTS = REPO / "bench" / "results"
-PARTS = ("model", "sink", "pipeline", "transport")
+PARTS = ("model", "sink", "pipeline", "transport", "gpu")
 TARGETS = {  # issue 7; "max" means the figure must not exceed the target
     "torch_over_litert": (1.0, "max"),
     "sink_speedup_vs_seed": (5.0, "min"),
@@ -227,6 +228,15 @@ def write_markdown(summary: dict, path: Path) -> None:
     if d.get("cpu_bound_two_replica_speedup") is not None:
         lines.append(f"- Two replicas x 1 thread vs one on this machine: "
                      f"{_fmt(d['cpu_bound_two_replica_speedup'])}x.")
+    gpu = summary.get("gpu")
+    if gpu and gpu.get("skipped"):
+        lines.append(f"- GPU segmenter: skipped ({gpu['skipped']}).")
+    elif gpu:
+        best = {c["batch"]: c for c in gpu["cases"] if c["model"] == "selfie" and c["device"].endswith("fp16")} \
+            or {c["batch"]: c for c in gpu["cases"] if c["model"] == "selfie"}
+        lines.append(f"- GPU segmenter on {gpu['gpu']}, general model: " + ", ".join(
+            f"batch {b}: {c['ms_per_mask']} ms/mask, {c['masks_per_s']} masks/s" for b, c in sorted(best.items()))
+            + " ([gpu.png](gpu.png)).")
     lines += ["", "Parts: " + ", ".join(
         f"{name} {part['seconds']:.0f} s" + ("" if part["ok"] else f" (**failed**: {part['error']})")
         for name, part in summary["parts"].items()) + ".",
@@ -300,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         "note": ("Every figure comes from this run; ratios are against baselines measured in the same run. "
                  "The dev VM's 2 cores may be shared with other work: see the load averages."),
         **headline(results),
+        "gpu": results.get("gpu"),
         "parts": part_info,
     }
     (RESULTS / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

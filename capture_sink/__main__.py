@@ -6,6 +6,7 @@
     python -m capture_sink run --source demo                    # preview: the URL with ?token= in the log
 
     python -m capture_sink doctor                               # check loopback, camera, weights, segmenters
+    python -m capture_sink install-service                      # start at login (systemd user unit)
 
 Settings come from flags > HOLOCAM_<FIELD> environment variables (e.g. HOLOCAM_SOURCE=demo) >
 the config file (--config PATH, else $XDG_CONFIG_HOME/holocam/sink.toml if present) > defaults;
@@ -24,7 +25,8 @@ import sys
 import time
 from typing import Callable
 
-from .config import ENCODINGS, NO_MASK_MODES, PACING_POLICIES, SEGMENTING_MODES, ConfigError, SinkConfig, validate
+from .config import (ENCODINGS, NO_MASK_MODES, PACING_POLICIES, SEGMENTING_MODES, V4L2_FORMATS, ConfigError,
+                     SinkConfig, validate)
 
 logger = logging.getLogger("capture_sink")
 
@@ -93,7 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "device exists; the web page shows the preview)")
     out.add_argument("--device", default=d.device, help="v4l2loopback device")
     out.add_argument("--v4l2-backend", default=d.v4l2_backend,
-                     help="pyvirtualcam or pyfakewebcam")
+                     help="pyvirtualcam, pyfakewebcam or fcntl")
+    out.add_argument("--v4l2-format", choices=V4L2_FORMATS, default=d.v4l2_format,
+                     help="pixel format of the virtual camera (default YUYV: browsers via PipeWire and "
+                          "the Flatpak portal need it)")
     out.add_argument("--file", dest="file_path", default=d.file_path, help="file output path")
     pace = run.add_argument_group("pacing")
     pace.add_argument("--pacing", choices=PACING_POLICIES, default=d.pacing,
@@ -136,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--timeout", type=_typed(float), default=3.0, help="seconds to wait for each segmenter's hello")
     _add_config_arguments(doctor)
     # -- end live control --
+    install = sub.add_parser("install-service", help="start holocam at login (a systemd user unit; no root)")
+    install.add_argument("run_args", nargs=argparse.REMAINDER,
+                         help="options for `run` after --, e.g. install-service -- --effect none")
+    sub.add_parser("uninstall-service", help="stop, disable and remove the systemd user unit")
     return parser
 
 
@@ -206,6 +215,11 @@ def main(argv: list[str] | None = None) -> int:
     from .settings_file import explicit_flags
     args.explicit = explicit_flags(build_parser, argv)
     try:
+        if args.command in ("install-service", "uninstall-service"):
+            from .service import main_install, main_uninstall
+            if args.command == "uninstall-service":
+                return main_uninstall()
+            return main_install(args.run_args[1:] if args.run_args[:1] == ["--"] else args.run_args)
         if args.command == "doctor":
             from .doctor import run_doctor
             loaded = load_from_args(args)

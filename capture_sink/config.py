@@ -42,6 +42,7 @@ class SinkConfig:
     outputs: list[str] = field(default_factory=lambda: ["auto"])
     device: str = DEFAULT_DEVICE
     v4l2_backend: str = "pyvirtualcam"
+    v4l2_format: str = "YUYV"            # YUYV (every consumer takes it) | I420
     file_path: str = "holocam-output.mp4"
     pacing: str = "wait"
     mask_budget_ms: float = 33.0
@@ -54,6 +55,8 @@ class SinkConfig:
     http: bool = True                    # the web page + JSON API (capture_sink.web)
     http_host: str = "127.0.0.1"
     http_port: int = 8080                # 0 picks a free port (logged)
+    http_public_url: str = ""            # the page's address as the user's browser sees it (a container's
+                                         # published port), for the URL the log prints; "" = the bound address
     http_token: str = ""                 # "" = the one in http_token_file, made on the first start
     http_token_file: str = ""            # "" = $XDG_CONFIG_HOME/holocam/http_token (capture_sink/web/token.py)
     http_auth: bool = True               # False: no token, loopback only, logs a warning
@@ -64,7 +67,7 @@ class SinkConfig:
 
     def output_options(self, kind: str) -> dict:
         if kind == "v4l2":
-            return {"device": self.device, "backend": self.v4l2_backend}
+            return {"device": self.device, "backend": self.v4l2_backend, "pixel_format": self.v4l2_format}
         if kind == "file":
             return {"path": self.file_path}
         return {}
@@ -74,9 +77,18 @@ def verify_geometry(c: SinkConfig) -> None:
     if not (16 <= c.width <= 7680 and 16 <= c.height <= 4320):
         raise ConfigError(f"--width/--height {c.width}x{c.height} is out of range: use e.g. 1280x720")
     if c.width % 2 or c.height % 2:
-        raise ConfigError(f"--width/--height {c.width}x{c.height} must be even (YUYV/I420 output needs it)")
+        raise ConfigError(f"--width/--height {c.width}x{c.height} must be even (YUYV/I420 output needs it, and "
+                          f"Chrome refuses odd widths): use {c.width // 2 * 2}x{c.height // 2 * 2}")
     if not (1.0 <= c.fps <= 120.0):
         raise ConfigError(f"--fps {c.fps} is out of range: use 1 to 120")
+
+
+V4L2_FORMATS = ("YUYV", "I420")
+
+
+def verify_output(c: SinkConfig) -> None:
+    if c.v4l2_format not in V4L2_FORMATS:
+        raise ConfigError(f"--v4l2-format {c.v4l2_format!r}: choose YUYV (default, every app takes it) or I420")
 
 
 def verify_pacing(c: SinkConfig) -> None:
@@ -120,6 +132,9 @@ def verify_http(c: SinkConfig) -> None:
     if c.http and not c.http_auth and not _is_loopback_host(c.http_host):
         raise ConfigError(f"--no-http-auth with --http-host {c.http_host} would let other machines watch the "
                           f"webcam: drop --no-http-auth (a token is made for you) or bind 127.0.0.1")
+    if c.http_public_url and not c.http_public_url.startswith(("http://", "https://")):
+        raise ConfigError(f"HOLOCAM_HTTP_PUBLIC_URL {c.http_public_url!r} is not a URL: give the address the "
+                          f"browser opens, e.g. http://127.0.0.1:8080/")
     if not c.http_auth and c.http_token:
         raise ConfigError("--no-http-auth and --http-token contradict each other: drop one of them")
     if c.segmenting not in SEGMENTING_MODES:
@@ -148,6 +163,7 @@ def resolve_auto(c: SinkConfig) -> None:
 
 def validate(c: SinkConfig) -> SinkConfig:
     verify_geometry(c)
+    verify_output(c)
     verify_pacing(c)
     verify_transport(c)
     resolve_auto(c)

@@ -85,6 +85,7 @@ class Replica:
     last_sent: float = 0.0
     round_trip_s: float = 0.0        # running average, frame sent -> mask back (0: untried, try it)
     leaving: bool = False            # said goodbye or draining: finish its work, send no more
+    device: str = "cpu"              # where it computes, from its hello ("cuda:0 fp16", ...)
 
     @property
     def credit(self) -> int:
@@ -307,7 +308,8 @@ class Dispatcher:
         """
         now = time.monotonic()
         with self._lock:
-            per_replica = [{"replica_id": r.replica_id, "model": r.model, "capacity": r.capacity,
+            per_replica = [{"replica_id": r.replica_id, "model": r.model, "device": r.device,
+                            "capacity": r.capacity,
                             "in_flight": len(r.in_flight), "credit": r.credit, "masks": r.masks,
                             "leaving": r.leaving, "round_trip_ms": round(r.round_trip_s * 1000, 2),
                             "expires_in_s": round(r.expiry - now, 3)}
@@ -482,17 +484,18 @@ class Dispatcher:
             self._spec, self._model = spec, hello.model
         lifetime = self._lifetime(hello.heartbeat_ms)
         if existing is not None:   # repeated hello: refresh, keep what is in flight
-            existing.capacity, existing.replica_id = hello.capacity, hello.replica_id
+            existing.capacity, existing.replica_id, existing.device = hello.capacity, hello.replica_id, hello.device
             existing.lifetime_s, existing.expiry = lifetime, now + lifetime
             existing.leaving = False
         else:
             replica = Replica(identity, hello.replica_id, hello.model, spec, hello.capacity,
-                              expiry=now + lifetime, lifetime_s=lifetime)
+                              expiry=now + lifetime, lifetime_s=lifetime, device=hello.device)
             with self._lock:
                 self._pool.ready(replica)
                 self._replica_count = len(self._pool)
-            logger.info("I: replica %s joined: %s %dx%d (%s), capacity %d; %d replica(s)", replica.name,
-                        hello.model, spec.width, spec.height, spec.resize, hello.capacity, len(self._pool))
+            logger.info("I: replica %s joined: %s %dx%d (%s) on %s, capacity %d; %d replica(s)", replica.name,
+                        hello.model, spec.width, spec.height, spec.resize, hello.device, hello.capacity,
+                        len(self._pool))
         self._reply(identity, Heartbeat(round(self.heartbeat_interval_s * 1000)))
 
     def _on_mask_reply(self, replica: Replica, reply: MaskReply, now: float) -> None:

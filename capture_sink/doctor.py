@@ -2,7 +2,9 @@
 
 Checks, in the order a user meets them:
 1. v4l2loopback: the module is loaded (/sys/module/v4l2loopback) with exclusive_caps=1 for our
-   device (Chrome and WebRTC apps list the camera only then), and the device node exists;
+   device (Chrome and WebRTC apps list the camera only then), its release has no known breakage
+   (capture_sink.outputs.v4l2_module), and the device node exists; Firefox profiles do not use
+   PipeWire for cameras (capture_sink.firefox_prefs), which hides v4l2loopback cameras;
 2. the device: we may open it (the `video` group), and QUERYCAP says it is a v4l2loopback output
    (`capture_sink.outputs.v4l2.open_loopback`, the same check the output makes);
 3. the camera: it opens, captures, and offers MJPG (cheap to decode) at the configured size
@@ -12,7 +14,8 @@ Checks, in the order a user meets them:
 5. segmenters: each `--segmenter` endpoint answers with a hello within `--timeout` seconds; on the
    `--bind` endpoints, a replica connects (unless --with-segmenter starts one). Probing a replica
    connects to it briefly, like a second sink: a sink it serves at that moment may miss a mask.
-6. the web page's port is free.
+6. the web page's port is free;
+7. autostart: the systemd user unit of `install-service` is installed, enabled and running.
 
 Each finding prints as `[ ok ]`, `[warn]`, `[info]` or `[FAIL]` with the fix on the next line.
 The exit status is 1 if any check failed, else 0.
@@ -37,6 +40,7 @@ from typing import TextIO
 
 from .capture import list_cameras
 from .config import SinkConfig
+from .outputs import v4l2_module
 from .outputs.errors import OutputError
 
 logger = logging.getLogger(__name__)
@@ -77,16 +81,33 @@ def _on_host(line: str, in_container: bool) -> str:
 # -- 1. v4l2loopback ------------------------------------------------------------------------------
 
 def _param(sys_root: Path, name: str) -> list[str] | None:
-    try:
-        text = (sys_root / "module" / "v4l2loopback" / "parameters" / name).read_text().strip()
-    except OSError:
-        return None
-    return [v.strip() for v in text.split(",")]
+    return v4l2_module.module_param(sys_root, name)
+
+
+def check_module_version(*, sys_root: Path = SYS, in_container: bool = False) -> list[Finding]:
+    """The loaded release (/sys/module/v4l2loopback/version) and what is known to break in it."""
+    found = v4l2_module.module_version(sys_root)
+    if found is None:
+        return [Finding("v4l2loopback version", WARN, "the module does not say its version (a very old release?)",
+                        _on_host("upgrade v4l2loopback to 0.13.2 or newer", in_container))]
+    text, version = found
+    if version is None:
+        return [Finding("v4l2loopback version", INFO, f"{text!r} (not a release number; not checked)")]
+    issues = v4l2_module.issues_for(version)
+    findings = [Finding("v4l2loopback version", OK if not any(i.severity == WARN for i in issues) else INFO, text)]
+    for issue in issues:
+        findings.append(Finding("v4l2loopback version", issue.severity, f"{text}: {issue.problem}",
+                                _on_host(issue.fix, in_container) if issue.severity == WARN else issue.fix))
+    buffers = _param(sys_root, "max_buffers")
+    if buffers and buffers[0].isdigit() and int(buffers[0]) < 2:
+        findings.append(Finding("v4l2loopback", WARN, f"max_buffers={buffers[0]}: consumers may stutter",
+                                _on_host("reload the module with max_buffers=2 (the default)", in_container)))
+    return findings
 
 
 def check_loopback(device: str, *, sys_root: Path = SYS, in_container: bool = False) -> list[Finding]:
     """The module is loaded, with exclusive_caps=1 for `device`, and the node exists."""
-    if not (sys_root / "module" / "v4l2loopback").is_dir():
+    if not v4l2_module.loaded(sys_root):
         return [Finding("v4l2loopback", FAIL, "the kernel module is not loaded, so there is no virtual camera",
                         _on_host(f"sudo apt install v4l2loopback-dkms, then {modprobe_line(device)}", in_container))]
     findings = []
@@ -104,6 +125,7 @@ def check_loopback(device: str, *, sys_root: Path = SYS, in_container: bool = Fa
             "v4l2loopback", FAIL, f"loaded with exclusive_caps=0 for {device}: Chrome, Meet and Zoom in the "
             f"browser will not list the camera",
             _on_host(f"sudo modprobe -r v4l2loopback && {modprobe_line(device)}", in_container)))
+    findings += check_module_version(sys_root=sys_root, in_container=in_container)
     sys_node = sys_root / "class" / "video4linux" / Path(device).name
     if not os.path.exists(device):
         names = sorted(p.name for p in (sys_root / "class" / "video4linux").glob("video*"))
@@ -134,7 +156,8 @@ def check_device(device: str, *, in_container: bool = False) -> list[Finding]:
         except KeyError:
             group = str(st.st_gid)
         member = st.st_gid in os.getgroups()
-        fix = (f"docker run --group-add $(stat -c %g {device}) (compose: HOLOCAM_VIDEO_GID in .env)" if in_container
+        fix = (f"let the image's entrypoint start as root (no `user:`/--user), it joins the group of the device "
+               f"nodes; or docker run --group-add $(stat -c %g {device})" if in_container
                else "log out and in again (the group change is not active yet)" if member
                else f"sudo usermod -aG {group} $USER, then log out and in")
         return [Finding("permissions", FAIL, f"cannot write {device} (owned by group {group!r}, mode "
@@ -366,6 +389,46 @@ def check_segmenters(config: SinkConfig, *, timeout_s: float) -> list[Finding]:
 
 # -- 6. web page -----------------------------------------------------------------------------------
 
+def check_firefox(*, home: Path | None = None, root: Path = Path("/")) -> list[Finding]:
+    """Firefox profiles whose PipeWire camera backend hides the v4l2loopback camera."""
+    from .firefox_prefs import PREF, camera_settings
+
+    home = Path.home() if home is None else home
+    findings = []
+    for setting in camera_settings(home, root):
+        if setting.enabled:
+            findings.append(Finding(
+                "firefox", WARN, f"profile {setting.profile.name} uses PipeWire for cameras ({PREF}=true in "
+                f"{setting.source}), so Firefox will not list the holocam camera",
+                f"in Firefox open about:config, set {PREF} to false and restart Firefox "
+                f"(or add user_pref(\"{PREF}\", false); to {setting.profile / 'user.js'})"))
+    return findings
+
+
+def check_service(*, environ=None) -> list[Finding]:
+    """Whether the systemd user unit (install-service) is installed, enabled and running."""
+    from . import service
+
+    st = service.state(environ=os.environ if environ is None else environ)
+    if not st.installed:
+        return [Finding("autostart", INFO, "holocam does not start at login",
+                        "python -m capture_sink install-service, then " + service.enable_hint().split("   ")[0])]
+    enabled = "enabled" if st.enabled else "not enabled"
+    if st.active is None:
+        return [Finding("autostart", INFO if st.enabled else WARN,
+                        f"{st.path} is installed and {enabled}; systemd cannot be asked whether it runs "
+                        f"(no user manager here)",
+                        "" if st.enabled else service.enable_hint())]
+    if st.active == "active":
+        return [Finding("autostart", OK, f"{service.UNIT_NAME} is installed, {enabled} and running")]
+    if st.active == "failed":
+        return [Finding("autostart", WARN, f"{service.UNIT_NAME} is installed but failed",
+                        f"journalctl --user -u {service.UNIT_NAME} -n 50 says why; then "
+                        f"systemctl --user restart {service.UNIT_NAME}")]
+    return [Finding("autostart", INFO if st.enabled else WARN, f"{service.UNIT_NAME} is installed, {enabled}, "
+                    f"{st.active}", "" if st.enabled else service.enable_hint())]
+
+
 def check_http_port(config: SinkConfig) -> list[Finding]:
     if not config.http or config.http_port == 0:
         return []
@@ -397,12 +460,16 @@ def diagnose(config: SinkConfig, *, timeout_s: float = 3.0, want_camera_output: 
     if "v4l2" in config.outputs or want_camera_output:
         findings += check_loopback(config.device, sys_root=sys_root, in_container=container)
         findings += check_device(config.device, in_container=container)
+        if not container:   # the browser's profile is on the host, not in the sink's container
+            findings += check_firefox()
     else:
         findings.append(Finding("v4l2loopback", INFO, f"not checked: outputs are {', '.join(config.outputs)}"))
     findings += check_camera(config.source, device=config.device, width=config.width, height=config.height)
     findings += check_weights(local_segmenter=config.with_segmenter)
     findings += check_segmenters(config, timeout_s=timeout_s)
     findings += check_http_port(config)
+    if not container:
+        findings += check_service()
     return findings
 
 

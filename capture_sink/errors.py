@@ -10,6 +10,8 @@ from .config import ConfigError
 from .effects import EffectError
 from .outputs.errors import OutputError
 from .refine import RefineConfigError
+from .service import ServiceError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
-    BackgroundError, CaptureError, ConfigError, EffectError, OutputError, RefineConfigError, TransportError)
+    BackgroundError, CaptureError, ConfigError, EffectError, OutputError, RefineConfigError, ServiceError,
+    TransportError)

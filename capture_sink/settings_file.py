@@ -153,8 +153,13 @@ def read_config_file(path: Path) -> dict[str, Any]:
 
 
 def read_env(environ: Mapping[str, str]) -> dict[str, Any]:
-    """Settings given as HOLOCAM_* variables (other HOLOCAM_* variables are left to their users)."""
-    return {name: _coerce(s, environ[s.env], s.env) for name, s in settings().items() if s.env in environ}
+    """Settings given as HOLOCAM_* variables (other HOLOCAM_* variables are left to their users).
+
+    An empty secret (`HOLOCAM_HTTP_TOKEN=`, what compose passes when .env sets none) counts as
+    not given, so the file or the sink's own generated token decides.
+    """
+    return {name: _coerce(s, environ[s.env], s.env) for name, s in settings().items()
+            if s.env in environ and not (name in SECRET_FIELDS and environ[s.env] == "")}
 
 
 def explicit_flags(make_parser: Callable[[], argparse.ArgumentParser], argv: Sequence[str] | None) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""holocam segmenter: person masks on the CPU, served over ZeroMQ.
+"""holocam segmenter: person masks on the CPU (or a GPU: --device cuda), served over ZeroMQ.
 
     python -m segmenter weights                              # fetch + verify the model weights (make weights)
     python -m segmenter kernels                              # compile the fused NHWC kernels (needs g++)
@@ -6,6 +6,7 @@
     python -m segmenter mask photo.jpg -o mask.png --composite out.png --background beach.jpg
     python -m segmenter serve --connect tcp://127.0.0.1:5555 # a replica that joins a local sink
     python -m segmenter serve --bind tcp://*:5556            # a replica the sink connects to
+    python -m segmenter serve --device auto --capacity 4     # CUDA when torch sees a GPU, else the CPU
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ model works: "silent" then really means dead, stopped or cut off.
     python -m segmenter serve --connect tcp://127.0.0.1:5555        # join a sink (the default)
     python -m segmenter serve --bind tcp://*:5556 --curve-dir keys/  # the sink connects to us
     python -m segmenter serve --connect tcp://sink:5555 --capacity 2 --threads 2
+    python -m segmenter serve --device cuda --capacity 4   # a GPU: fp16 where it keeps parity, frames batched
 
 SIGTERM or SIGINT: say goodbye (the sink sends no more), finish the frames in flight, exit 0.
 `--test-delay-ms` (testing only) holds each reply back that long without blocking, like a replica
@@ -43,6 +44,7 @@ from shared.transport import (DEFAULT_REPLICA_KEY_NAME, GOODBYE_LINGER_MS, HEART
                               check_plain_text, compose_network_from_env, parse_endpoint, replica_keys)
 
 from .model import DEFAULT_MODEL, MODEL_NAMES, ModelError, SegmentationModel, create_model
+from .device import load_device_model, resolve_device
 from .model.base import InputSpec
 from .weights import WeightsError
 
@@ -96,13 +98,17 @@ class Worker:
         heartbeat_interval_s / heartbeat_liveness: our heartbeat period, and missed beats before
             the sink counts as gone.
         test_delay_ms: testing only: hold each reply back this long (without blocking).
+        device: where the model computes, as the hello says it ("cpu", "cuda:0 fp16").
+        batch: run frames that wait together in one pass (models with `segment_batch`, capacity > 1;
+            the GPU path: there one pass of 4 costs little more than one of 1).
     """
 
     def __init__(self, model: SegmentationModel, *, connect: list[str] = (), bind: list[str] = (),
                  capacity: int = DEFAULT_CAPACITY, curve: CurveKeys | None = None, insecure: bool = False,
                  compose_network: bool = False, replica_id: str | None = None,
                  heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S, heartbeat_liveness: int = HEARTBEAT_LIVENESS,
-                 test_delay_ms: float = 0.0, health_file: str | None = None) -> None:
+                 test_delay_ms: float = 0.0, health_file: str | None = None, device: str = "cpu",
+                 batch: bool = False) -> None:
         if not 1 <= capacity <= MAX_CAPACITY:
             raise TransportError(f"--capacity {capacity} is out of range: use 1..{MAX_CAPACITY} "
                                  f"(default {DEFAULT_CAPACITY})")
@@ -113,6 +119,8 @@ class Worker:
         self.model = model
         self.spec: InputSpec = model.input_spec
         self.capacity = capacity
+        self.device = device
+        self.batch = batch and capacity > 1 and hasattr(model, "segment_batch")
         self.curve = curve
         self.insecure = insecure
         self.compose_network = compose_network
@@ -122,7 +130,8 @@ class Worker:
         self.heartbeat_liveness = heartbeat_liveness
         self.test_delay_s = max(0.0, test_delay_ms) / 1000.0
         self.links = [Link(e, "connect") for e in connect] + [Link(e, "bind") for e in bind]
-        self.counts = dict.fromkeys(("requests", "masks", "bad_messages", "busy", "failed", "reconnects"), 0)
+        self.counts = dict.fromkeys(("requests", "masks", "bad_messages", "busy", "failed", "reconnects",
+                                     "batched_frames"), 0)
         self.mean_inference_ms = 0.0
         self._context = zmq.Context()
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
@@ -155,7 +164,8 @@ class Worker:
 
     def _hello(self) -> bytes:
         return protocol.encode(Hello(self.model_name, self.spec.width, self.spec.height, self.spec.resize,
-                                     self.capacity, self.replica_id, round(self.heartbeat_interval_s * 1000)))
+                                     self.capacity, self.replica_id, round(self.heartbeat_interval_s * 1000),
+                                     self.device))
 
     @property
     def model_name(self) -> str:
@@ -204,8 +214,9 @@ class Worker:
             now = time.monotonic()
             for link in self.links:
                 self.connect(link, now)
-            logger.info("I: serving %s %dx%d (%s), capacity %d, as %s on %s (%s)", self.model_name,
-                        self.spec.width, self.spec.height, self.spec.resize, self.capacity, self.replica_id,
+            logger.info("I: serving %s %dx%d (%s) on %s, capacity %d%s, as %s on %s (%s)", self.model_name,
+                        self.spec.width, self.spec.height, self.spec.resize, self.device, self.capacity,
+                        ", batched" if self.batch else "", self.replica_id,
                         ", ".join(f"{l.mode} {l.endpoint}" for l in self.links),
                         "CurveZMQ" if self.curve else "plain text")
             while True:
@@ -384,30 +395,56 @@ class Worker:
             job = self._jobs.get()
             if job is None:
                 return
-            request = job.request
-            try:
-                rgb = protocol.request_pixels(request)
-                started = time.perf_counter()
-                mask = self.model.segment(rgb)
-                inference_ms = (time.perf_counter() - started) * 1000.0
-                if mask.dtype != np.uint8 or mask.shape != rgb.shape[:2]:
-                    raise ModelError(f"model returned {mask.dtype} {mask.shape} for a {rgb.shape[:2]} frame")
-                encoding = "png" if request.encoding == "jpeg" else "raw"
-                payload = protocol.encode_mask(mask, request.seq, inference_ms, self.replica_id, encoding=encoding)
-                self.mean_inference_ms += (inference_ms - self.mean_inference_ms) * 0.05
-                ok = True
-            except ProtocolError as exc:
-                payload, ok = protocol.encode(Error(ERR_BAD_REQUEST, str(exc)[:MAX_TEXT], request.seq)), False
-                self._warn.warning("decode", "W: frame %d: %s", request.seq, exc)
-            except Exception as exc:  # one bad frame must not take the replica down; say what happened
-                payload, ok = protocol.encode(Error(ERR_BAD_REQUEST, f"inference failed: {exc}"[:MAX_TEXT],
-                                                    request.seq)), False
-                self._warn.error("inference", "E: inference failed on frame %d: %r", request.seq, exc)
-            self._results.put((job, payload, ok))
+            jobs = [job]
+            while self.batch and len(jobs) < self.capacity:   # frames already waiting join this pass
+                try:
+                    more = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._jobs.put(None)   # stop after this pass
+                    break
+                jobs.append(more)
+            for done in self._infer(jobs):
+                self._results.put(done)
             try:
                 self._wake_w.send(b"\0")
             except (BlockingIOError, OSError):
                 pass
+
+    def _infer(self, jobs: list[_Job]) -> list[tuple[_Job, bytes, bool]]:
+        """Masks (or error replies) for `jobs`: one model pass for all when batching, else one each."""
+        out, ready = [], []
+        for job in jobs:
+            try:
+                ready.append((job, protocol.request_pixels(job.request)))
+            except ProtocolError as exc:
+                out.append((job, protocol.encode(Error(ERR_BAD_REQUEST, str(exc)[:MAX_TEXT], job.request.seq)), False))
+                self._warn.warning("decode", "W: frame %d: %s", job.request.seq, exc)
+        groups = [ready] if self.batch and len(ready) > 1 else [[item] for item in ready]
+        for group in groups:
+            try:
+                started = time.perf_counter()
+                if len(group) > 1:
+                    masks = self.model.segment_batch([rgb for _, rgb in group])
+                    self.counts["batched_frames"] += len(group)   # read by tests and logs only
+                else:
+                    masks = [self.model.segment(group[0][1])]
+                inference_ms = (time.perf_counter() - started) * 1000.0   # the pass, as each frame waited it
+                for (job, rgb), mask in zip(group, masks):
+                    if mask.dtype != np.uint8 or mask.shape != rgb.shape[:2]:
+                        raise ModelError(f"model returned {mask.dtype} {mask.shape} for a {rgb.shape[:2]} frame")
+                    encoding = "png" if job.request.encoding == "jpeg" else "raw"
+                    out.append((job, protocol.encode_mask(mask, job.request.seq, inference_ms, self.replica_id,
+                                                          encoding=encoding), True))
+                self.mean_inference_ms += (inference_ms - self.mean_inference_ms) * 0.05
+            except Exception as exc:  # one bad frame must not take the replica down; say what happened
+                for job, _ in group:
+                    out.append((job, protocol.encode(Error(ERR_BAD_REQUEST, f"inference failed: {exc}"[:MAX_TEXT],
+                                                           job.request.seq)), False))
+                self._warn.error("inference", "E: inference failed on frame(s) %s: %r",
+                                 [job.request.seq for job, _ in group], exc)
+        return out
 
     def _collect_results(self, now: float) -> None:
         while True:
@@ -475,10 +512,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mod.add_argument("--weights", default=None, help="weights file (required for icnet-resnet18)")
     mod.add_argument("--cache-dir", default=None, help="weights cache (default $HOLOCAM_CACHE_DIR or ~/.cache/holocam)")
     mod.add_argument("--threads", type=int, default=1, help="torch threads (default 1: scale with replicas)")
+    mod.add_argument("--device", default=os.environ.get("HOLOCAM_SEGMENTER_DEVICE") or "auto",
+                     help="auto (CUDA when torch sees a GPU, else the CPU), cpu, cuda or cuda:N "
+                          "[HOLOCAM_SEGMENTER_DEVICE]")
+    mod.add_argument("--precision", choices=("auto", "fp32", "fp16"), default="auto",
+                     help="on a GPU: auto = fp16 where its masks keep parity with fp32 (checked at start)")
     parser.add_argument("--health-file", default=None,
                         help="file the serving loop touches every second (container healthcheck)")
     parser.add_argument("--test-delay-ms", type=float, default=0.0,
                         help="testing only: hold every reply back this long (simulates a slow link)")
+
+
+def create_model_threads(threads: int) -> None:
+    if threads < 1:
+        raise ModelError(f"--threads must be at least 1, got {threads}")
+    import torch
+    torch.set_num_threads(threads)
 
 
 def _curve_from_args(args: argparse.Namespace) -> CurveKeys | None:
@@ -504,13 +553,21 @@ def run(args: argparse.Namespace) -> int:
         # Endpoints, keys and numbers fail before the (slow) model load.
         endpoints = [parse_endpoint(e, bind=False) for e in connect] + [parse_endpoint(e, bind=True) for e in bind]
         check_plain_text(endpoints, curve=curve, insecure=args.insecure, compose_network=args.compose_network)
-        model = create_model(args.model, weights=args.weights, cache_dir=args.cache_dir, threads=args.threads)
+        device = resolve_device(args.device)   # one line naming the fix, before the slow model load
+        if device.type == "cpu":   # the CPU's own fastest path (traced graph, fused kernels)
+            model = create_model(args.model, weights=args.weights, cache_dir=args.cache_dir, threads=args.threads)
+            device_name = "cpu"
+        else:
+            create_model_threads(args.threads)
+            model = load_device_model(args.model, device, weights=args.weights, cache_dir=args.cache_dir,
+                                      precision=args.precision)
+            device_name = model.device_name
         spec = model.input_spec
         model.segment(np.zeros((spec.height, spec.width, 3), np.uint8))   # warm-up: first call is slow
         worker = Worker(model, connect=connect, bind=bind, capacity=args.capacity, curve=curve,
                         insecure=args.insecure, compose_network=args.compose_network,
                         replica_id=args.replica_id, test_delay_ms=args.test_delay_ms,
-                        health_file=args.health_file)
+                        health_file=args.health_file, device=device_name, batch=device.type != "cpu")
     except (TransportError, WeightsError, ModelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -3,15 +3,16 @@
 Wire layout. The sink's ROUTER sees `[identity, payload]`; a segmenter's DEALER sees `[payload]`.
 `payload` is one msgpack map, always with exactly these keys (no more, no fewer):
 
-    {"v": 1, "kind": "hello",     "model": str, "width": int, "height": int, "resize": "stretch"|"fit",
-                                  "capacity": int, "replica_id": str, "heartbeat_ms": int}     segmenter -> sink
-    {"v": 1, "kind": "request",   "seq": int, "capture_time": float, "width": int, "height": int,
+    {"v": 2, "kind": "hello",     "model": str, "width": int, "height": int, "resize": "stretch"|"fit",
+                                  "capacity": int, "replica_id": str, "heartbeat_ms": int,
+                                  "device": str ("cpu", "cuda:0 fp16", ...)}                   segmenter -> sink
+    {"v": 2, "kind": "request",   "seq": int, "capture_time": float, "width": int, "height": int,
                                   "channels": 3, "encoding": "raw"|"jpeg", "data": bin}        sink -> segmenter
-    {"v": 1, "kind": "mask",      "seq": int, "width": int, "height": int, "encoding": "raw"|"png",
+    {"v": 2, "kind": "mask",      "seq": int, "width": int, "height": int, "encoding": "raw"|"png",
                                   "data": bin, "inference_ms": float, "replica_id": str}       segmenter -> sink
-    {"v": 1, "kind": "heartbeat", "interval_ms": int}                                          both ways
-    {"v": 1, "kind": "error",     "code": str, "message": str, "seq": int (-1: none)}          both ways
-    {"v": 1, "kind": "goodbye",   "reason": str}                                               both ways
+    {"v": 2, "kind": "heartbeat", "interval_ms": int}                                          both ways
+    {"v": 2, "kind": "error",     "code": str, "message": str, "seq": int (-1: none)}          both ways
+    {"v": 2, "kind": "goodbye",   "reason": str}                                               both ways
 
 Frames are RGB uint8, row-major (h, w, 3): raw bytes (w*h*3 of them) or a JPEG. Masks are uint8
 (h, w), raw (w*h bytes) or PNG (a segmenter answers PNG when the request came as JPEG: the link is
@@ -33,7 +34,7 @@ import cv2
 import msgpack
 import numpy as np
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: hello says the replica's device
 
 HELLO = "hello"
 REQUEST = "request"
@@ -82,6 +83,7 @@ class Hello:
     capacity: int
     replica_id: str
     heartbeat_ms: int
+    device: str = "cpu"   # where the replica computes, e.g. "cpu", "cuda:0 fp16" (shown to users)
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,6 +357,7 @@ def _validate(cls: type, body: dict) -> None:
         _int(body, "capacity", 1, MAX_CAPACITY)
         _text(body, "replica_id")
         _int(body, "heartbeat_ms", 1, MAX_INTERVAL_MS)
+        _text(body, "device")
     elif cls is SegmentRequest:
         _int(body, "seq", 0, MAX_SEQ)
         _float(body, "capture_time", 0.0, 1e12)

@@ -6,12 +6,18 @@ consumers assume for the SRGB colorspace v4l2loopback reports:
 =============  ===============  ==========================================================
 backend        pixel_format     who converts BGR, and how
 =============  ===============  ==========================================================
-pyvirtualcam   I420 (default)   pyvirtualcam's bundled libyuv (RGB24ToI420), 2x2-averaged chroma
-pyvirtualcam   YUYV             holocam (capture_sink.outputs.yuv), pair-averaged chroma
+pyvirtualcam   YUYV (default)   holocam (capture_sink.outputs.yuv), pair-averaged chroma;
+                                pyvirtualcam passes YUYV through (S_FMT YUYV, one write())
+pyvirtualcam   I420             pyvirtualcam's bundled libyuv (RGB24ToI420), 2x2-averaged chroma
 pyfakewebcam   YUYV (only)      holocam; pyfakewebcam only opens the device and sets the format
-fcntl          I420 (default)   holocam; plain open/ioctl/write, no third-party package
-fcntl          YUYV             holocam
+fcntl          YUYV (default)   holocam; plain open/ioctl/write, no third-party package
+fcntl          I420             holocam
 =============  ===============  ==========================================================
+
+YUYV is the default because every consumer takes it: the Flatpak camera portal and PipeWire
+have been reported to fail on I420-only loopback devices (OBS issue 13744). It costs ~1.3 ms
+more per 720p frame than pyvirtualcam's I420 path; choose I420 (``--v4l2-format I420``) for
+apps that read the device directly, if that matters.
 
 pyfakewebcam 0.1.0 is the design card's package, but its frame path cannot be used as is: it
 calls the ndarray method ``tostring``, removed in NumPy 2.3; it packs YUYV in a Python loop over
@@ -38,6 +44,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from capture_sink.outputs import v4l2_ioctl as ioctl
+from capture_sink.outputs import v4l2_module
 from capture_sink.outputs.base import Output
 from capture_sink.outputs.errors import OutputError
 from capture_sink.outputs.yuv import BgrToYuyv, frame_bytes, make_converter
@@ -47,7 +54,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_DEVICE = "/dev/video20"
 DEFAULT_BACKEND = "pyvirtualcam"
 BACKENDS = ("pyvirtualcam", "pyfakewebcam", "fcntl")
-_DEFAULT_PIXEL_FORMAT = {"pyvirtualcam": "I420", "pyfakewebcam": "YUYV", "fcntl": "I420"}
+DEFAULT_PIXEL_FORMAT = "YUYV"
 _PIP = {"pyvirtualcam": "pyvirtualcam==0.15.0", "pyfakewebcam": "pyfakewebcam==0.1.0"}
 
 
@@ -112,12 +119,30 @@ def open_loopback(device: str) -> int:
         )
     if not caps.can_output:
         os.close(fd)
+        if v4l2_module.keeps_capture_only_after_close(v4l2_module.SYS_ROOT):
+            raise OutputError(
+                f"{device} accepts no output: another program is writing to it, or v4l2loopback 0.12.5-0.12.7 "
+                f"left it capture-only after the last producer stopped: stop that program, or reload the "
+                f"module (sudo modprobe -r v4l2loopback && {_modprobe_hint(device)}), or upgrade to 0.13.2+"
+            )
         raise OutputError(
             f"{device} accepts no output: another program is already writing to it (with exclusive_caps=1 "
             f"it is capture-only while a producer runs): stop that program, or use another loopback device"
         )
     logger.info("I: %s is v4l2loopback %r", device, caps.card)
     return fd
+
+
+def _locked_error(device: str, got: ioctl.PixFormat, want: str) -> OutputError:
+    return OutputError(
+        f"{device} is locked to {got.describe()} but holocam writes {want} (a running consumer keeps the "
+        f"format it first got): close the apps using {device} or restart them after holocam, "
+        f"or run holocam at {got.width}x{got.height}"
+    )
+
+
+def _matches(got: ioctl.PixFormat, width: int, height: int, pixel_format: str) -> bool:
+    return (got.width, got.height, got.pixelformat) == (width, height, ioctl.PIXEL_FORMATS[pixel_format])
 
 
 def verify_format(fd: int, device: str, width: int, height: int, pixel_format: str) -> ioctl.PixFormat:
@@ -127,12 +152,8 @@ def verify_format(fd: int, device: str, width: int, height: int, pixel_format: s
     except OSError as e:
         raise OutputError(f"cannot read the format of {device} back (VIDIOC_G_FMT: {e.strerror})") from None
     want = f"{width}x{height} {pixel_format}"
-    if (got.width, got.height, got.pixelformat) != (width, height, ioctl.PIXEL_FORMATS[pixel_format]):
-        raise OutputError(
-            f"{device} is locked to {got.describe()} but holocam writes {want} (a running consumer keeps the "
-            f"format it first got): close the apps using {device} or restart them after holocam, "
-            f"or run holocam at {got.width}x{got.height}"
-        )
+    if not _matches(got, width, height, pixel_format):
+        raise _locked_error(device, got, want)
     packed_line = width * 2 if pixel_format == "YUYV" else width
     if got.bytesperline not in (0, packed_line) or got.sizeimage < frame_bytes(pixel_format, width, height):
         raise OutputError(
@@ -173,6 +194,13 @@ class _FcntlBackend:
         try:
             ioctl.set_output_format(fd, width, height, ioctl.PIXEL_FORMATS[pixel_format])
         except OSError as e:
+            if e.errno == errno.EBUSY:
+                # 0.13: the format is fixed by a consumer (V4L2Output turns that into "locked to");
+                # 0.14+: another opener holds the output format, i.e. a second producer is starting.
+                raise OutputError(
+                    f"{device} refused {width}x{height} {pixel_format} (VIDIOC_S_FMT: {e.strerror}): another "
+                    f"program holds the device's output format: stop that program, or use another loopback device"
+                ) from None
             raise OutputError(
                 f"{device} refused {width}x{height} {pixel_format} (VIDIOC_S_FMT: {e.strerror}): "
                 f"is it a v4l2loopback device? {_modprobe_hint(device)}"
@@ -203,7 +231,13 @@ def _fakewebcam_class() -> type:
         """
 
         def __init__(self, device: str, width: int, height: int) -> None:
-            super().__init__(device, width, height)
+            try:
+                super().__init__(device, width, height)
+            except BaseException:
+                # The original opens the device, then raises from VIDIOC_S_FMT without closing it.
+                if isinstance(getattr(self, "_video_device", None), int):
+                    os.close(self._video_device)
+                raise
             # The original's scratch buffers are never used by this class.
             self._buffer = self._yuv = self._ones = None
             self.to_yuyv = BgrToYuyv(width, height)
@@ -273,7 +307,7 @@ class V4L2Output(Output):
         width, height, fps: the frame size written and the rate announced to consumers.
         device: the loopback node, e.g. ``/dev/video20``.
         backend: ``"pyvirtualcam"`` (default), ``"pyfakewebcam"`` or ``"fcntl"`` (see the module docstring).
-        pixel_format: ``"I420"`` or ``"YUYV"``; None picks the backend's default.
+        pixel_format: ``"YUYV"`` (default, what every consumer takes) or ``"I420"``.
 
     Raises:
         OutputError: the device is missing, not accessible, not v4l2loopback, busy with another
@@ -295,7 +329,7 @@ class V4L2Output(Output):
         super().__init__(width=width, height=height, fps=fps)
         if backend not in BACKENDS:
             raise OutputError(f"unknown v4l2 backend {backend!r}: choose one of {', '.join(BACKENDS)}")
-        pixel_format = pixel_format or _DEFAULT_PIXEL_FORMAT[backend]
+        pixel_format = pixel_format or DEFAULT_PIXEL_FORMAT
         if pixel_format not in ioctl.PIXEL_FORMATS:
             raise OutputError(f"unknown pixel format {pixel_format!r}: choose one of {', '.join(ioctl.PIXEL_FORMATS)}")
         if backend == "pyfakewebcam" and pixel_format != "YUYV":
@@ -303,14 +337,18 @@ class V4L2Output(Output):
                 "the pyfakewebcam backend writes YUYV only: use pixel_format='YUYV' or backend 'pyvirtualcam'"
             )
         if width % 2 or (pixel_format == "I420" and height % 2):
-            raise OutputError(f"{pixel_format} needs an even width{' and height' if pixel_format == 'I420' else ''}: "
-                              f"got {width}x{height}, choose an even size")
+            raise OutputError(f"{pixel_format} needs an even width{' and height' if pixel_format == 'I420' else ''} "
+                              f"(Chrome also refuses odd widths): got {width}x{height}, choose an even size")
         self.device = device
         self.backend = backend
         self.pixel_format = pixel_format
         self._fd = open_loopback(device)
         try:
-            self._backend = self._open_backend()
+            try:
+                self._backend = self._open_backend()
+            except OutputError:
+                self._explain_refused_format()
+                raise
             self.accepted_format = verify_format(self._fd, device, self.width, self.height, pixel_format)
         except BaseException:
             backend_obj: Any = getattr(self, "_backend", None)
@@ -327,6 +365,16 @@ class V4L2Output(Output):
         if self.backend == "pyfakewebcam":
             return _PyFakeWebcamBackend(self.device, self.width, self.height, self.pixel_format)
         return _PyVirtualCamBackend(self.device, self.width, self.height, self.fps, self.pixel_format)
+
+    def _explain_refused_format(self) -> None:
+        # v4l2loopback 0.13 refuses (EBUSY) a format other than the one a consumer holds, where
+        # 0.12 and 0.14+ answer the held one; either way the user needs the same "locked to" line.
+        try:
+            got = ioctl.get_output_format(self._fd)
+        except OSError:
+            return
+        if not _matches(got, self.width, self.height, self.pixel_format):
+            raise _locked_error(self.device, got, f"{self.width}x{self.height} {self.pixel_format}") from None
 
     def _announce_fps(self) -> None:
         # Consumers read the frame interval from the device (v4l2loopback defaults to 30 fps);
@@ -348,4 +396,18 @@ class V4L2Output(Output):
         try:
             self._backend.close()
         finally:
-            os.close(self._fd)
+            try:
+                self._leave_output_open_for_the_next_producer()
+            finally:
+                os.close(self._fd)
+
+    def _leave_output_open_for_the_next_producer(self) -> None:
+        # v4l2loopback 0.12.5-0.12.7 clears "ready for output" at a write() but sets it again only
+        # when an opener that called STREAMON closes: without this, the device stays capture-only
+        # and the next holocam is refused until the module is reloaded (OBS does the same).
+        if self.frames_written and v4l2_module.keeps_capture_only_after_close(v4l2_module.SYS_ROOT):
+            try:
+                ioctl.stream_on_output(self._fd)
+            except OSError as e:
+                logger.warning("W: %s may stay capture-only (VIDIOC_STREAMON: %s): %s", self.device, e.strerror,
+                               v4l2_module.RELOAD)

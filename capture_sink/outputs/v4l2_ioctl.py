@@ -1,4 +1,4 @@
-"""The few V4L2 ioctls a loopback writer needs (QUERYCAP, G_FMT, S_FMT, S_PARM), via ctypes + fcntl.
+"""The few V4L2 ioctls a loopback writer needs (QUERYCAP, G_FMT, S_FMT, S_PARM, STREAMON), via ctypes + fcntl.
 
 Struct layouts follow linux/videodev2.h. ``v4l2_format`` holds a union whose ``v4l2_window``
 member contains pointers, so the union is pointer-aligned: 208 bytes on 64-bit, 204 on 32-bit;
@@ -111,11 +111,12 @@ def _ioc(direction: int, nr: int, size: int) -> int:
     return (direction << 30) | (size << 16) | (ord("V") << 8) | nr
 
 
-_READ, _READ_WRITE = 2, 3
+_WRITE, _READ, _READ_WRITE = 1, 2, 3
 VIDIOC_QUERYCAP = _ioc(_READ, 0, ctypes.sizeof(V4L2Capability))
 VIDIOC_G_FMT = _ioc(_READ_WRITE, 4, ctypes.sizeof(V4L2Format))
 VIDIOC_S_FMT = _ioc(_READ_WRITE, 5, ctypes.sizeof(V4L2Format))
 VIDIOC_S_PARM = _ioc(_READ_WRITE, 22, ctypes.sizeof(V4L2StreamParm))
+VIDIOC_STREAMON = _ioc(_WRITE, 18, ctypes.sizeof(ctypes.c_int))
 
 
 @dataclass(frozen=True)
@@ -204,3 +205,8 @@ def set_output_fps(fd: int, fps: float) -> tuple[int, int]:
     fcntl.ioctl(fd, VIDIOC_S_PARM, parm)
     tpf = parm.parm.output.timeperframe
     return tpf.numerator, tpf.denominator
+
+
+def stream_on_output(fd: int) -> None:
+    """VIDIOC_STREAMON for the output queue (used only for v4l2loopback 0.12.5-0.12.7, see v4l2.py)."""
+    fcntl.ioctl(fd, VIDIOC_STREAMON, ctypes.c_int(V4L2_BUF_TYPE_VIDEO_OUTPUT))

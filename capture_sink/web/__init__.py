@@ -64,4 +64,4 @@ def create_web_server(app: Any) -> WebServer:
         logger.warning("W: --no-http-auth: the web page has no token; every user and program on this machine "
                        "can watch the webcam and change the settings")
     return WebServer(app, host=c.http_host, port=c.http_port, token=token, upload_dir=upload_dir,
-                     show_token=show_token)
+                     show_token=show_token, public_url=c.http_public_url)

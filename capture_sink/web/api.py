@@ -124,6 +124,7 @@ class Api:
             transport = dispatcher.stats()
             stats["replicas"] = transport.get("replicas", 0)
             stats["masks_by_replica"] = transport.get("masks_by_replica", {})
+            stats["replica_devices"] = {r["replica_id"]: r["device"] for r in transport.get("per_replica", [])}
         stats["preview_viewers"] = self.hub.clients
         watch = getattr(app, "viewer_watch", None)
         return web.json_response({

@@ -37,6 +37,8 @@ class WebServer:
         host, port: where to listen; port 0 picks a free one (see `url`).
         token: required by every request when set; required to bind anything but loopback.
         show_token: log the URL with the token (a token the user did not write anywhere).
+        public_url: the page's address as the browser sees it, for that log line (a container's
+            published port); empty: the bound address.
         upload_dir: folder for uploaded backgrounds.
         upload_max_bytes: the largest upload accepted.
         preview_fps: rate of the preview stream.
@@ -44,13 +46,14 @@ class WebServer:
 
     def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 8080, token: str = "",
                  upload_dir: str | Path, upload_max_bytes: int = UPLOAD_MAX_BYTES,
-                 preview_fps: float = PREVIEW_FPS, show_token: bool = False) -> None:
+                 preview_fps: float = PREVIEW_FPS, show_token: bool = False, public_url: str = "") -> None:
         if not token and not is_loopback_name(host):
             raise ConfigError(f"refusing to serve the web page on {host} without a token: anyone who can reach "
                               f"it would see the webcam; set --http-token or bind 127.0.0.1")
         self.app = app
         self.host, self.port, self.token = host, int(port), token
         self.show_token = show_token
+        self.public_url = public_url.rstrip("/") + "/" if public_url else ""
         self.hub = PreviewHub()
         self.uploads = UploadStore(upload_dir, max_bytes=upload_max_bytes)
         self.preview_fps = min(float(preview_fps), float(getattr(app.config, "fps", preview_fps)))
@@ -79,8 +82,8 @@ class WebServer:
                                   f"another --http-port (0 picks a free one) or stop the program using it") from None
             raise exc
         self._start_preview()
-        if self.token and self.show_token:
-            logger.info("I: web page at %s?token=%s", self.url, self.token)   # once: the URL to open
+        if self.token and self.show_token:   # once: the URL to open
+            logger.info("I: web page at %s?token=%s", self.public_url or self.url, self.token)
         else:
             logger.info("I: web page at %s%s", self.url, " (token required)" if self.token else "")
         return self

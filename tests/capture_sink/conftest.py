@@ -164,3 +164,28 @@ def fake_v4l2_with(tmp_path: Path) -> Iterator[Callable[..., FakeV4L2]]:
             return stack.enter_context(serve_fake_v4l2(folder, *server_args))
 
         yield start
+
+
+@pytest.fixture
+def loopback_sysfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Path]:
+    """A /sys with a loaded v4l2loopback of the given release and options, seen by capture_sink.
+
+    ``loopback_sysfs(version="0.12.7", exclusive_caps="Y", video_nr="20")`` writes
+    module/v4l2loopback/{version,parameters/*} under a temporary root and points
+    capture_sink.outputs.v4l2_module.SYS_ROOT there; returns that root.
+    """
+    from capture_sink.outputs import v4l2_module
+
+    root = tmp_path / "sys"
+
+    def make(version: str | None = "0.15.4", **params: str) -> Path:
+        module = root / "module" / "v4l2loopback"
+        (module / "parameters").mkdir(parents=True, exist_ok=True)
+        if version is not None:
+            (module / "version").write_text(version + "\n")
+        for name, value in {"exclusive_caps": "Y", "video_nr": "20", **params}.items():
+            (module / "parameters" / name).write_text(value + "\n")
+        monkeypatch.setattr(v4l2_module, "SYS_ROOT", root)
+        return root
+
+    return make

@@ -344,7 +344,8 @@ def test_bad_messages_are_counted_and_the_replica_keeps_working(frame):
         replica.say_hello()
         joined(d)
         garbage = [b"", b"\xc1", b"junk" * 100, protocol.encode(Goodbye("x"))[:-2],
-                   protocol.encode(Hello("red", W, H, "stretch", 1, "r", 50)).replace(b"\x01", b"\x02", 1),
+                   protocol.encode(Hello("red", W, H, "stretch", 1, "r", 50)).replace(
+                       b"\xa1v" + bytes([protocol.PROTOCOL_VERSION]), b"\xa1v\x7f", 1),   # unknown version
                    protocol.encode_request(frame, 1, 0.0)]         # a request: wrong direction
         for payload in garbage:
             replica.sock.send(payload)

@@ -191,3 +191,81 @@ def test_report_and_exit_status(tmp_path: Path, capsys: pytest.CaptureFixture) -
     assert run_doctor(config, timeout_s=0.2) == 1
     out = capsys.readouterr().out
     assert out.startswith("holocam doctor\n") and "fix: " in out
+
+
+# -- the module's release, and Firefox (issue 14) ---------------------------------------------------
+
+def with_version(root: Path, text: str) -> Path:
+    (root / "module" / "v4l2loopback" / "version").write_text(text + "\n")
+    return root
+
+
+def test_release_with_the_capture_only_after_close_bug_is_a_warning(tmp_path: Path) -> None:
+    root = with_version(fake_sysfs(tmp_path, exclusive_caps="Y"), "0.12.7")
+    versions = [f for f in check_loopback("/dev/video20", sys_root=root) if f.check == "v4l2loopback version"]
+    warned = [f for f in versions if f.status == WARN]
+    assert len(warned) == 1 and "leaves the device capture-only" in warned[0].message
+    assert "0.13.2 or newer" in warned[0].fix and "modprobe -r v4l2loopback" in warned[0].fix
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("0.15.4", [OK, INFO]),                    # fine for holocam; OBS's own virtual camera note
+    ("v0.14.0-0-g60a0315", [OK, INFO]),        # a snapshot build names its release
+    ("0.13.2", [OK]),
+    ("0.12.3", [INFO, WARN]),
+    ("my-build", [INFO]),
+])
+def test_module_version_is_read_and_judged(tmp_path: Path, text: str, expected: list[str]) -> None:
+    root = with_version(fake_sysfs(tmp_path, exclusive_caps="Y"), text)
+    versions = [f for f in check_loopback("/dev/video20", sys_root=root) if f.check == "v4l2loopback version"]
+    assert statuses(versions) == expected
+    assert text in versions[0].message
+
+
+def test_module_without_a_version_file_is_a_warning(tmp_path: Path) -> None:
+    root = fake_sysfs(tmp_path, exclusive_caps="Y")
+    versions = [f for f in check_loopback("/dev/video20", sys_root=root) if f.check == "v4l2loopback version"]
+    assert statuses(versions) == [WARN]
+
+
+def firefox_profile(home: Path, name: str, *, prefs: str | None = None, user: str | None = None,
+                    root: str = ".mozilla/firefox") -> Path:
+    profile = home / root / name
+    profile.mkdir(parents=True)
+    (profile / "prefs.js").write_text('user_pref("browser.startup.page", 3);\n' + (prefs or ""))
+    if user is not None:
+        (profile / "user.js").write_text(user)
+    return profile
+
+
+PIPEWIRE_ON = 'user_pref("media.webrtc.camera.allow-pipewire", true);\n'
+PIPEWIRE_OFF = 'user_pref("media.webrtc.camera.allow-pipewire", false);\n'
+
+
+def test_firefox_profile_using_pipewire_cameras_is_a_warning_naming_the_pref(tmp_path: Path) -> None:
+    from capture_sink.doctor import check_firefox
+
+    home, root = tmp_path / "home", tmp_path / "root"
+    on = firefox_profile(home, "abc.default-release", prefs=PIPEWIRE_ON)
+    firefox_profile(home, "off.other", prefs=PIPEWIRE_OFF)
+    firefox_profile(home, "snap.default", prefs=PIPEWIRE_ON, root="snap/firefox/common/.mozilla/firefox")
+    findings = check_firefox(home=home, root=root)
+    assert statuses(findings) == [WARN, WARN]
+    assert "abc.default-release uses PipeWire for cameras" in findings[0].message
+    assert findings[0].fix.startswith("in Firefox open about:config, set media.webrtc.camera.allow-pipewire to false")
+    assert str(on / "user.js") in findings[0].fix
+    assert "snap.default" in findings[1].message
+
+
+def test_firefox_user_js_overrides_prefs_js_and_packaged_defaults_count(tmp_path: Path) -> None:
+    from capture_sink.doctor import check_firefox
+
+    home, root = tmp_path / "home", tmp_path / "root"
+    firefox_profile(home, "fixed.default", prefs=PIPEWIRE_ON, user=PIPEWIRE_OFF)
+    assert check_firefox(home=home, root=root) == []
+    firefox_profile(home, "plain.default")   # no value of its own: the packaged default decides
+    defaults = root / "usr/lib64/firefox/defaults/pref"
+    defaults.mkdir(parents=True)
+    (defaults / "fedora-default-prefs.js").write_text('pref("media.webrtc.camera.allow-pipewire", true);\n')
+    (finding,) = check_firefox(home=home, root=root)
+    assert "plain.default" in finding.message and "fedora-default-prefs.js" in finding.message

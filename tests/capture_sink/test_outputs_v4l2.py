@@ -1,7 +1,9 @@
 """v4l2loopback writers against a fake device over FUSE (another process), plus the steady writer.
 
 Frames are read back from the fake's record and compared with an independent float
-implementation of BT.601 limited-range YUYV / I420 with averaged chroma.
+implementation of BT.601 limited-range YUYV / I420 with averaged chroma. The writer tests run
+against the rules of v4l2loopback 0.13 and of 0.14/0.15 (tests/fakes/fake_v4l2loopback.py says
+what each enforces); tests/capture_sink/test_loopback_rules.py checks those rules themselves.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from capture_sink.outputs.v4l2 import V4L2Output
 from capture_sink.outputs.yuv import BgrToI420, BgrToYuyv
 
 W, H = 640, 360
+DRIVER_VERSIONS = ["0.13.2", "0.15.4"]
+BACKENDS = ["pyvirtualcam", "pyfakewebcam", "fcntl"]
 BACKEND_FORMATS = [
     ("pyvirtualcam", "I420"),
     ("pyvirtualcam", "YUYV"),
@@ -108,14 +112,20 @@ def test_conversion_uses_limited_range_levels():
 
 # -- writers against the fake device ------------------------------------------------------------
 
+@pytest.fixture(params=DRIVER_VERSIONS)
+def loopback(request, fake_v4l2_with):
+    """A fresh fake device following the rules of each v4l2loopback release in DRIVER_VERSIONS."""
+    return fake_v4l2_with("--version", request.param)
+
+
 @pytest.mark.fuse
 @pytest.mark.parametrize("backend, pixel_format", BACKEND_FORMATS)
-def test_frames_read_back_match_reference(fake_v4l2, backend, pixel_format, test_frames):
-    with V4L2Output(width=W, height=H, fps=30, device=str(fake_v4l2.device), backend=backend,
+def test_frames_read_back_match_reference(loopback, backend, pixel_format, test_frames):
+    with V4L2Output(width=W, height=H, fps=30, device=str(loopback.device), backend=backend,
                     pixel_format=pixel_format) as out:
         for frame in test_frames:
             out.write(frame)
-    frames = fake_v4l2.frames(FRAME_BYTES[pixel_format])
+    frames = loopback.frames(FRAME_BYTES[pixel_format])
     assert len(frames) == len(test_frames)
     for written, frame in zip(frames, test_frames):
         assert_close_to_reference(written, frame, pixel_format)
@@ -123,23 +133,25 @@ def test_frames_read_back_match_reference(fake_v4l2, backend, pixel_format, test
 
 @pytest.mark.fuse
 @pytest.mark.parametrize("backend, pixel_format", BACKEND_FORMATS)
-def test_accepted_format_is_read_back(fake_v4l2, backend, pixel_format):
-    with V4L2Output(width=W, height=H, fps=25, device=str(fake_v4l2.device), backend=backend,
+def test_accepted_format_is_read_back(loopback, backend, pixel_format):
+    with V4L2Output(width=W, height=H, fps=25, device=str(loopback.device), backend=backend,
                     pixel_format=pixel_format) as out:
         accepted = out.accepted_format
     assert (accepted.width, accepted.height) == (W, H)
     assert accepted.describe() == f"{W}x{H} {pixel_format}"
     assert accepted.colorspace == 8  # SRGB, forced by v4l2loopback
-    s_fmt = fake_v4l2.events("S_FMT")
+    s_fmt = loopback.events("S_FMT")
     assert s_fmt and s_fmt[-1]["request"]["pixelformat"] == {"YUYV": "YUYV", "I420": "YU12"}[pixel_format]
-    assert fake_v4l2.events("G_FMT"), "the writer must read the format back"
-    assert fake_v4l2.events("S_PARM")[-1]["timeperframe"] == [1, 25]
+    assert loopback.events("G_FMT"), "the writer must read the format back"
+    assert loopback.events("S_PARM")[-1]["timeperframe"] == [1, 25]
 
 
 @pytest.mark.fuse
 @pytest.mark.parametrize("backend, pixel_format", BACKEND_FORMATS)
-def test_format_locked_by_consumer_fails_loudly(fake_v4l2_with, backend, pixel_format):
-    fake = fake_v4l2_with("--lock-format", "1280x720:YUYV")
+@pytest.mark.parametrize("version", DRIVER_VERSIONS)
+def test_format_locked_by_consumer_fails_loudly(fake_v4l2_with, backend, pixel_format, version):
+    # 0.14+ answers S_FMT with the held format, 0.13 refuses it (EBUSY): the same line either way.
+    fake = fake_v4l2_with("--lock-format", "1280x720:YUYV", "--version", version)
     with pytest.raises(OutputError) as raised:
         V4L2Output(width=W, height=H, fps=30, device=str(fake.device), backend=backend, pixel_format=pixel_format)
     message = str(raised.value)
@@ -152,23 +164,79 @@ def test_format_locked_by_consumer_fails_loudly(fake_v4l2_with, backend, pixel_f
 
 
 @pytest.mark.fuse
-def test_format_held_by_consumer_is_fine_when_it_matches(fake_v4l2_with, test_frames):
-    fake = fake_v4l2_with("--lock-format", f"{W}x{H}:YUYV")
+@pytest.mark.parametrize("version", DRIVER_VERSIONS)
+def test_format_held_by_consumer_is_fine_when_it_matches(fake_v4l2_with, test_frames, version):
+    fake = fake_v4l2_with("--lock-format", f"{W}x{H}:YUYV", "--version", version)
     with V4L2Output(width=W, height=H, fps=30, device=str(fake.device), backend="fcntl", pixel_format="YUYV") as out:
         out.write(test_frames[0])
     assert len(fake.frames(FRAME_BYTES["YUYV"])) == 1
 
 
 @pytest.mark.fuse
-def test_second_producer_is_refused_while_first_writes(fake_v4l2, test_frames):
-    with V4L2Output(width=W, height=H, fps=30, device=str(fake_v4l2.device), backend="pyvirtualcam") as first:
+def test_second_producer_is_refused_while_first_writes(loopback, test_frames):
+    with V4L2Output(width=W, height=H, fps=30, device=str(loopback.device), backend="pyvirtualcam") as first:
         first.write(test_frames[0])
         with pytest.raises(OutputError, match="another program is already writing to it"):
-            V4L2Output(width=W, height=H, fps=30, device=str(fake_v4l2.device), backend="fcntl")
+            V4L2Output(width=W, height=H, fps=30, device=str(loopback.device), backend="fcntl")
     # Once the first producer has gone, the device takes output again.
-    assert fake_v4l2.all_closed()
-    with V4L2Output(width=W, height=H, fps=30, device=str(fake_v4l2.device), backend="fcntl") as again:
+    assert loopback.all_closed()
+    with V4L2Output(width=W, height=H, fps=30, device=str(loopback.device), backend="fcntl") as again:
         again.write(test_frames[1])
+
+
+@pytest.mark.fuse
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_backend_writes_yuyv_by_default(loopback, backend, test_frames):
+    with V4L2Output(width=W, height=H, fps=30, device=str(loopback.device), backend=backend) as out:
+        assert out.pixel_format == "YUYV"
+        out.write(test_frames[0])
+    assert loopback.events("S_FMT")[-1]["request"]["pixelformat"] == "YUYV"
+    (written,) = loopback.frames(FRAME_BYTES["YUYV"])
+    assert_close_to_reference(written, test_frames[0], "YUYV")
+
+
+@pytest.mark.fuse
+def test_second_producer_starting_alongside_is_refused(fake_v4l2_with):
+    # 0.14+: the first producer holds the output format token from its S_FMT on, before it writes.
+    fake = fake_v4l2_with("--version", "0.15.4")
+    with V4L2Output(width=W, height=H, fps=30, device=str(fake.device), backend="fcntl"):
+        with pytest.raises(OutputError) as raised:
+            V4L2Output(width=W, height=H, fps=30, device=str(fake.device), backend="fcntl")
+    assert "another program holds the device's output format" in str(raised.value)
+    assert fake.all_closed()
+
+
+@pytest.mark.fuse
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_restart_works_on_0_12_7_that_keeps_devices_capture_only(fake_v4l2_with, loopback_sysfs, backend,
+                                                                   test_frames):
+    """v4l2loopback 0.12.5-0.12.7 leave the device capture-only after a write() producer closes."""
+    fake = fake_v4l2_with("--version", "0.12.7")
+    loopback_sysfs(version="0.12.7")
+    for frame in test_frames[:2]:   # a stop and a start again, as a restarted sink does
+        with V4L2Output(width=W, height=H, fps=30, device=str(fake.device), backend=backend) as out:
+            out.write(frame)
+        assert fake.all_closed()
+    assert len(fake.frames(FRAME_BYTES["YUYV"])) == 2
+    assert fake.events("STREAMON"), "holocam hands the output back with STREAMON before it closes"
+
+
+@pytest.mark.fuse
+def test_capture_only_device_on_0_12_7_names_the_module_reload(fake_v4l2_with, loopback_sysfs):
+    from capture_sink.outputs.v4l2_ioctl import PIXEL_FORMATS, set_output_format
+
+    fake = fake_v4l2_with("--version", "0.12.7")
+    loopback_sysfs(version="0.12.7")
+    fd = os.open(fake.device, os.O_WRONLY)   # a producer that does not hand the output back
+    set_output_format(fd, W, H, PIXEL_FORMATS["YUYV"])
+    os.write(fd, bytes(FRAME_BYTES["YUYV"]))
+    os.close(fd)
+    assert fake.all_closed()
+    with pytest.raises(OutputError) as raised:
+        V4L2Output(width=W, height=H, fps=30, device=str(fake.device), backend="fcntl")
+    message = str(raised.value)
+    assert "left it capture-only after the last producer stopped" in message
+    assert "sudo modprobe -r v4l2loopback && sudo modprobe v4l2loopback" in message and "\n" not in message
 
 
 @pytest.mark.fuse
@@ -248,7 +316,13 @@ def test_bad_options_are_refused_before_the_device_is_touched(tmp_path, options,
 
 def test_odd_size_is_refused_for_i420(tmp_path):
     with pytest.raises(OutputError, match="I420 needs an even width and height"):
-        V4L2Output(width=W, height=H + 1, fps=30, device=str(tmp_path / "video20"), backend="fcntl")
+        V4L2Output(width=W, height=H + 1, fps=30, device=str(tmp_path / "video20"), backend="fcntl",
+                   pixel_format="I420")
+
+
+def test_odd_width_is_refused_with_the_reason(tmp_path):
+    with pytest.raises(OutputError, match=r"YUYV needs an even width \(Chrome also refuses odd widths\)"):
+        V4L2Output(width=W + 1, height=H, fps=30, device=str(tmp_path / "video20"), backend="fcntl")
 
 
 # -- steady writer ------------------------------------------------------------------------------
@@ -349,18 +423,18 @@ def test_steady_writer_stops_promptly():
 
 
 @pytest.mark.fuse
-def test_steady_writer_keeps_the_fake_device_fed_when_input_stalls(fake_v4l2, test_frames):
+def test_steady_writer_keeps_the_fake_device_fed_when_input_stalls(loopback, test_frames):
     fps = 20
-    with V4L2Output(width=W, height=H, fps=fps, device=str(fake_v4l2.device), backend="fcntl",
+    with V4L2Output(width=W, height=H, fps=fps, device=str(loopback.device), backend="fcntl",
                     pixel_format="YUYV") as out:
         with SteadyWriter(out, fps=fps, start_black=False) as steady:
             steady.submit(test_frames[0])
             time.sleep(0.1)
             steady.submit(test_frames[1])
             time.sleep(1.0)  # stalled producer
-    frames = fake_v4l2.frames(FRAME_BYTES["YUYV"])
+    frames = loopback.frames(FRAME_BYTES["YUYV"])
     assert 16 <= len(frames) <= 25, f"{len(frames)} frames in 1.1 s at {fps} fps"
     assert_close_to_reference(frames[0], test_frames[0], "YUYV")
     assert len(set(frames[-10:])) == 1, "a stalled producer repeats its last frame byte for byte"
     assert_close_to_reference(frames[-1], test_frames[1], "YUYV")
-    assert os.path.getsize(fake_v4l2.record) == len(frames) * FRAME_BYTES["YUYV"]
+    assert os.path.getsize(loopback.record) == len(frames) * FRAME_BYTES["YUYV"]

@@ -153,3 +153,15 @@ def test_no_http_means_no_web_server_at_all(tmp_path, sinks):
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
     sink.stop()
+
+
+def test_the_printed_url_is_the_address_the_browser_opens(tmp_path, sinks, monkeypatch):
+    # In a container the page listens on 0.0.0.0:8080 and the host publishes another port.
+    monkeypatch.setenv("HOLOCAM_HTTP_PUBLIC_URL", "http://127.0.0.1:18080")
+    sink = start(sinks, tmp_path, tmp_path / "config", "--http-port", str(free_port()))
+    url, token = URL_LINE.search(sink.wait_for("?token=")).groups()
+    assert url == "http://127.0.0.1:18080/" and token
+    monkeypatch.setenv("HOLOCAM_HTTP_PUBLIC_URL", "127.0.0.1:18080")
+    bad = start(sinks, tmp_path, tmp_path / "config2")
+    assert bad.proc.wait(60) == 2
+    assert "is not a URL" in bad.log() and "Traceback" not in bad.log()

@@ -1,6 +1,7 @@
 """The preview compose variant for real: both images built, 2 then 3 segmenter replicas, one stopped.
 
-Needs a Docker engine and the local python:3.11-slim base image (CI runs
+Runs from the checkout with no .env at all (the test fails if one is there): compose needs no
+settings. Needs a Docker engine and the local python:3.11-slim base image (CI runs
 ../shared/tools/container-engine.sh first); elsewhere every test here skips with the reason.
 Masks per replica and output frames are read from the sink's JSON API (with its token).
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
+import re
 import shutil
 import socket
 import subprocess
@@ -54,8 +55,11 @@ class Stack:
     def __init__(self) -> None:
         self.project = f"holocamtest{os.getpid()}"
         self.port = _free_port()
-        self.token = secrets.token_urlsafe(24)
-        self.env = {**os.environ, "HOLOCAM_HTTP_TOKEN": self.token, "HOLOCAM_PREVIEW_PORT": str(self.port)}
+        self.token: str | None = None
+        # One override through the environment, not a .env: another port, so a running holocam is
+        # left alone. No token: the sink makes its own and logs the URL to open, as a user sees it.
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("HOLOCAM_")}
+        self.env.update(HOLOCAM_PREVIEW_PORT=str(self.port))
         self.base = [*_compose_command(), "-f", str(COMPOSE_FILE), "-p", self.project]
 
     def compose(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -72,7 +76,20 @@ class Stack:
             cmd.append("-a")
         return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()
 
+    def logged_url(self) -> tuple[int, str] | None:
+        """(port, token) of the ready-to-open URL in the sink's log, once it is there."""
+        logs = subprocess.run([*self.base, "logs", "--no-color", "sink"], cwd=ROOT, env=self.env,
+                              capture_output=True, text=True).stdout
+        found = re.findall(r"web page at http://127\.0\.0\.1:(\d+)/\?token=([\w-]+)", logs)
+        return (int(found[-1][0]), found[-1][1]) if found else None
+
     def status(self) -> dict | None:
+        if self.token is None:
+            logged = self.logged_url()
+            if logged is None:
+                return None
+            assert logged[0] == self.port, f"the log's URL names port {logged[0]}, the page is on {self.port}"
+            self.token = logged[1]
         request = urllib.request.Request(f"http://127.0.0.1:{self.port}/api/status",
                                          headers={"Authorization": f"Bearer {self.token}"})
         try:
@@ -100,6 +117,7 @@ def stack():
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)
+    assert not (ROOT / ".env").exists(), "the compose test runs with no .env: move it away to run this test"
     stack = Stack()
     try:
         stack.compose("build", timeout=900)
@@ -140,3 +158,45 @@ def test_replicas_share_work_scale_up_survive_a_stop_and_down_cleans_up(stack):
     networks = subprocess.run(["docker", "network", "ls", "-q", "--filter", f"name={stack.project}"],
                               capture_output=True, text=True, check=True).stdout.split()
     assert networks == []
+
+
+def _proc_status(container: str) -> dict[str, str]:
+    text = subprocess.run(["docker", "exec", container, "cat", "/proc/1/status"], capture_output=True, text=True,
+                          check=True).stdout
+    return dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
+
+
+def test_sink_runs_unprivileged_as_its_user_with_a_config_volume(stack):
+    stack.compose("up", "-d", "--scale", "segmenter=1")
+    stack.wait(lambda s: s["fps_out"] > 0, 240, "the sink to write frames")
+    (sink,) = stack.containers("sink")
+    status = _proc_status(sink)
+    assert status["Uid"].split()[:2] == ["10001", "10001"], status["Uid"]
+    assert int(status["CapEff"], 16) == 0 and int(status["CapPrm"], 16) == 0, "no capabilities left"
+    assert status["NoNewPrivs"].strip() == "1"
+    inspect = json.loads(subprocess.run(["docker", "inspect", sink], capture_output=True, text=True,
+                                        check=True).stdout)[0]
+    assert inspect["HostConfig"]["Privileged"] is False
+    mounts = {m["Destination"]: m for m in inspect["Mounts"]}
+    assert mounts["/config"]["Type"] == "volume" and mounts["/config"]["Name"].endswith("holocam-config")
+    # The sink's user can keep its generated token there (issue 13 writes /config/holocam/).
+    probe = subprocess.run(["docker", "exec", "-u", "holocam", sink, "sh", "-c", "touch /config/holocam/.probe && echo ok"],
+                           capture_output=True, text=True)
+    assert probe.stdout.strip() == "ok", probe.stderr
+
+
+def test_entrypoint_joins_the_group_of_the_device_nodes_it_was_given(stack, tmp_path):
+    """A device node owned by an unusual gid (as the host's video group can be) is joined, no gid typed."""
+    node = tmp_path / "video42"
+    subprocess.run(["mknod", str(node), "c", "1", "3"], check=True)   # /dev/null's numbers: harmless
+    os.chown(node, 0, 4242)
+    node.chmod(0o660)
+    done = subprocess.run(
+        ["docker", "run", "--rm", "--device", f"{node}:/dev/video42", "--cap-drop", "ALL", "--cap-add", "SETUID",
+         "--cap-add", "SETGID", "--security-opt", "no-new-privileges:true", "holocam-sink:latest",
+         "sh", "-c", "id -u; id -G; echo frame > /dev/video42 && echo wrote"],
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    uid, groups, wrote = done.stdout.split("\n")[:3]
+    assert uid == "10001" and "4242" in groups.split() and wrote == "wrote", done.stdout
+    assert "groups" in done.stderr and "4242" in done.stderr

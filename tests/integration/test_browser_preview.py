@@ -171,7 +171,9 @@ def test_page_shows_a_live_preview_and_changes_the_effect(sink: tuple[str, str],
                   10, "the preview to update")
     assert moved["tint"] > 20, f"hologram expected first, blue-minus-red was {moved['tint']:.1f}"
     # the numbers come from /api/status
-    _wait(lambda: browser.find_element(By.ID, "replicas").text == "1", 10, "the replica count on the page")
+    # The count, and where the replicas compute (issue 14: "cpu" here, e.g. "cuda:0 fp16" on a GPU).
+    _wait(lambda: browser.find_element(By.ID, "replicas").text == "1 (cpu)", 10,
+          "the replica count and device on the page")
     assert float(browser.find_element(By.ID, "fps").text) > 0
     # change the effect with the page's own control
     Select(browser.find_element(By.ID, "effect")).select_by_value("none")

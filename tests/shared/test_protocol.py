@@ -29,7 +29,7 @@ def _pack(body: dict) -> bytes:
 
 @pytest.mark.parametrize("message", [
     Hello("selfie", 256, 256, "stretch", 2, "box-12", 200),
-    Hello("icnet-resnet18", 320, 320, "fit", 1, "gpu-box-1", 1000),
+    Hello("icnet-resnet18", 320, 320, "fit", 1, "gpu-box-1", 1000, "cuda:0 fp16"),
     Heartbeat(200),
     Error("busy", "capacity is 1", 17),
     Error("unknown-replica", "", -1),
@@ -85,18 +85,18 @@ def test_non_contiguous_frame_is_encoded_correctly(frame):
     (b"\x92\x01", "not a msgpack"),
     (_pack([1, 2]), "not a msgpack"),
     (_pack(5), "must be a msgpack map"),
-    (_pack({"v": 2, "kind": "heartbeat", "interval_ms": 200}), "version 2"),
+    (_pack({"v": 1, "kind": "heartbeat", "interval_ms": 200}), "version 1"),   # an older holocam
     (_pack({"v": True, "kind": "heartbeat", "interval_ms": 200}), "version True"),
     (_pack({"kind": "heartbeat", "interval_ms": 200}), "version None"),
-    (_pack({"v": 1, "kind": "shout", "interval_ms": 200}), "unknown message kind"),
-    (_pack({"v": 1, "kind": "heartbeat"}), "missing fields ['interval_ms']"),
-    (_pack({"v": 1, "kind": "heartbeat", "interval_ms": 200, "x": 1}), "unknown fields ['x']"),
-    (_pack({"v": 1, "kind": "heartbeat", "interval_ms": 0}), "out of range"),
-    (_pack({"v": 1, "kind": "heartbeat", "interval_ms": 2.0}), "must be an integer"),
-    (_pack({"v": 1, "kind": "heartbeat", "interval_ms": True}), "must be an integer"),
-    (_pack({"v": 1, "kind": "goodbye", "reason": "a\nb"}), "printable"),
-    (_pack({"v": 1, "kind": "error", "code": "oops", "message": "", "seq": -1}), "expected one of"),
-    (_pack({"v": 1, "kind": "heartbeat", "interval_ms": 200}) + b"\x00", "not a msgpack"),
+    (_pack({"v": PROTOCOL_VERSION, "kind": "shout", "interval_ms": 200}), "unknown message kind"),
+    (_pack({"v": PROTOCOL_VERSION, "kind": "heartbeat"}), "missing fields ['interval_ms']"),
+    (_pack({"v": PROTOCOL_VERSION, "kind": "heartbeat", "interval_ms": 200, "x": 1}), "unknown fields ['x']"),
+    (_pack({"v": PROTOCOL_VERSION, "kind": "heartbeat", "interval_ms": 0}), "out of range"),
+    (_pack({"v": PROTOCOL_VERSION, "kind": "heartbeat", "interval_ms": 2.0}), "must be an integer"),
+    (_pack({"v": PROTOCOL_VERSION, "kind": "heartbeat", "interval_ms": True}), "must be an integer"),
+    (_pack({"v": PROTOCOL_VERSION, "kind": "goodbye", "reason": "a\nb"}), "printable"),
+    (_pack({"v": PROTOCOL_VERSION, "kind": "error", "code": "oops", "message": "", "seq": -1}), "expected one of"),
+    (_pack({"v": PROTOCOL_VERSION, "kind": "heartbeat", "interval_ms": 200}) + b"\x00", "not a msgpack"),
     (b"\xdd\xff\xff\xff\xff", "not a msgpack"),            # a 4-billion-element array header
     (b"\xc6\x7f\xff\xff\xff" + b"x" * 10, "not a msgpack"),  # a 2 GB bin header on 10 bytes
 ])
@@ -162,7 +162,7 @@ def test_corrupt_jpeg_is_rejected(frame):
 
 def test_png_mask_with_wrong_header_is_rejected():
     colour = cv2.imencode(".png", np.zeros((4, 4, 3), np.uint8))[1].tobytes()
-    body = {"v": 1, "kind": "mask", "seq": 1, "width": 4, "height": 4, "encoding": "png", "data": colour,
+    body = {"v": PROTOCOL_VERSION, "kind": "mask", "seq": 1, "width": 4, "height": 4, "encoding": "png", "data": colour,
             "inference_ms": 1.0, "replica_id": "r"}
     with pytest.raises(ProtocolError, match="greyscale"):
         reply_mask(decode(_pack(body)))

@@ -56,7 +56,9 @@ function renderStats(stats, viewers, settings) {
   $("fps").textContent = stats.fps_out.toFixed(1);
   $("latency").textContent = `${Math.round(stats.latency_ms)} ms`;
   $("mask-age").textContent = `${Math.round(stats.mask_age_ms)} ms`;
-  $("replicas").textContent = stats.replicas ?? "–";
+  const devices = Object.values(stats.replica_devices ?? {});
+  $("replicas").textContent = stats.replicas == null ? "–"
+    : devices.length ? `${stats.replicas} (${[...new Set(devices)].join(", ")})` : String(stats.replicas);
   $("segmenting-now").textContent = settings.segmenting ? "on" : "paused";
   $("viewers").textContent = viewers ? String(viewers.viewers) : "–";
 }
