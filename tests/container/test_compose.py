@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -84,19 +85,27 @@ class Stack:
         return (int(found[-1][0]), found[-1][1]) if found else None
 
     def status(self) -> dict | None:
-        if self.token is None:
-            logged = self.logged_url()
-            if logged is None:
+        """The sink's /api/status with the token from its log (a fresh stack after `down -v` makes a
+        new token: a refused request reads the log again)."""
+        for _ in range(2):
+            if self.token is None:
+                logged = self.logged_url()
+                if logged is None:
+                    return None
+                assert logged[0] == self.port, f"the log's URL names port {logged[0]}, the page is on {self.port}"
+                self.token = logged[1]
+            request = urllib.request.Request(f"http://127.0.0.1:{self.port}/api/status",
+                                             headers={"Authorization": f"Bearer {self.token}"})
+            try:
+                with urllib.request.urlopen(request, timeout=3) as response:
+                    return json.loads(response.read())
+            except urllib.error.HTTPError as exc:
+                if exc.code != 401:
+                    return None
+                self.token = None
+            except (OSError, ValueError):
                 return None
-            assert logged[0] == self.port, f"the log's URL names port {logged[0]}, the page is on {self.port}"
-            self.token = logged[1]
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/api/status",
-                                         headers={"Authorization": f"Bearer {self.token}"})
-        try:
-            with urllib.request.urlopen(request, timeout=3) as response:
-                return json.loads(response.read())
-        except (OSError, ValueError):
-            return None
+        return None
 
     def wait(self, condition, timeout_s: float, what: str) -> dict:
         deadline = time.monotonic() + timeout_s
