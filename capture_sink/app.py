@@ -25,6 +25,7 @@ from .composite import Compositor
 from .config import ConfigError, SinkConfig
 from .dispatch import Dispatcher
 from .effects import create_effect
+from .motion import MotionSkip
 from .outputs import create_output
 from .outputs.steady import SteadyWriter
 from .refine import MaskRefiner, preset
@@ -83,6 +84,7 @@ class SinkApp:
         self.background = create_background(c.background)
         self._closers.append(self.background.close)
         self.compositor = Compositor()
+        self.motion = MotionSkip(getattr(c, "motion_skip", True))
 
     def init_outputs(self) -> None:
         c = self.config
@@ -204,23 +206,28 @@ class SinkApp:
         if not self.segmenting:
             result = dispatcher.latest()
             return frame.image if result is None else self._compose(frame, result)
+        still = False
         if spec is not None:
             with stats.stage("prepare"):
                 small = prepare_input(frame.image, spec, bgr=True)
-            dispatcher.submit(small, frame.seq, frame.capture_time)
+                newest = dispatcher.latest()
+                # Nothing moved since the newest mask's frame: reuse that mask (capture_sink/motion.py).
+                still = newest is not None and self.motion.unchanged(small, newest.seq, newest.capture_time)
+            if not still and dispatcher.submit(small, frame.seq, frame.capture_time):
+                self.motion.sent(small, frame.seq)
         # The effect does not need the mask: run it while the segmenter works on this frame
         # (+10% uncapped FPS with the wait policy, bench/bench_pipeline.py).
         with stats.stage("effect"):
             foreground = self.effect.apply(frame.image)
         with stats.stage("wait"):
-            if c.pacing == "wait" and spec is not None:
+            if c.pacing == "wait" and spec is not None and not still:
                 result = dispatcher.wait_for(frame.seq, self._wait_budget_s(frame))
             else:
                 result = dispatcher.latest()
         if result is None:
             stats.count("no_mask")
             return frame.image
-        stats.count("own_mask" if result.seq == frame.seq else "older_mask")
+        stats.count("still_mask" if still else "own_mask" if result.seq == frame.seq else "older_mask")
         stats.mask_age_ms = (time.monotonic() - result.capture_time) * 1000.0
         return self._compose(frame, result, foreground)
 

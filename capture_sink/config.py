@@ -46,6 +46,7 @@ class SinkConfig:
     with_segmenter: bool = False
     health_file: str | None = None       # touched by the frame loop; the container HEALTHCHECK reads it
     segmenter_threads: int = 1
+    motion_skip: bool = True             # reuse the mask while nothing moved (capture_sink/motion.py)
     # -- live control (issue 8: capture_sink/web, viewers.py, reload.py) --
     http: bool = True                    # the web page + JSON API (capture_sink.web)
     http_host: str = "127.0.0.1"         # anything but loopback needs http_token
