@@ -13,6 +13,7 @@ import threading
 import time
 from typing import Callable
 
+import cv2
 import numpy as np
 
 from shared.health import LivenessFile
@@ -79,6 +80,9 @@ class SinkApp:
 
     def init_pipeline(self) -> None:
         c = self.config
+        # OpenCV splits each call over a pool of threads that wake, spin and sleep per call: on
+        # frames this size that costs more CPU than it saves wall time (bench/bench_cpu.py).
+        cv2.setNumThreads(getattr(c, "opencv_threads", 1))
         self.refiner = MaskRefiner(preset(c.preset))
         self.effect = create_effect(c.effect)
         self.background = create_background(c.background)
