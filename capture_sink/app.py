@@ -219,10 +219,9 @@ class SinkApp:
                 still = newest is not None and self.motion.unchanged(small, newest.seq, newest.capture_time)
             if not still and dispatcher.submit(small, frame.seq, frame.capture_time):
                 self.motion.sent(small, frame.seq)
-        # The effect does not need the mask: run it while the segmenter works on this frame
-        # (+10% uncapped FPS with the wait policy, bench/bench_pipeline.py).
-        with stats.stage("effect"):
-            foreground = self.effect.apply(frame.image)
+        # The effect runs after the wait (in _compose), not while the segmenter works on this
+        # frame: on 2 cores the overlap, with the capture thread, left the inference waiting for a
+        # core (live inference 8-10.5 ms against 6-6.5 ms serial, same CPU; bench/bench_cpu.py).
         with stats.stage("wait"):
             if c.pacing == "wait" and spec is not None and not still:
                 result = dispatcher.wait_for(frame.seq, self._wait_budget_s(frame))
@@ -233,14 +232,14 @@ class SinkApp:
             return frame.image
         stats.count("still_mask" if still else "own_mask" if result.seq == frame.seq else "older_mask")
         stats.mask_age_ms = (time.monotonic() - result.capture_time) * 1000.0
-        return self._compose(frame, result, foreground)
+        return self._compose(frame, result)
 
     def _wait_budget_s(self, frame: Frame) -> float:
         """How long this frame may wait for its own mask: the configured budget, but never so long
         that the frame (with the compositing still to do) takes more than one source period, so a
         stalled segmenter cannot lower the output rate."""
         stage = self.stats.stage_ms
-        compose_s = (stage.get("refine", 0.0) + stage.get("background", 0.0) + stage.get("composite", 0.0)) / 1000.0
+        compose_s = sum(stage.get(name, 0.0) for name in ("refine", "effect", "background", "composite")) / 1000.0
         fps = self.source.fps if self.source is not None else self.config.fps
         left_s = frame.capture_time + 1.0 / fps - time.monotonic() - compose_s
         return max(0.0, min(self.config.mask_budget_ms / 1000.0, left_s))
