@@ -375,7 +375,8 @@ def child_main(role: str, video: str, width: int, height: int, log: Path) -> int
         channel.flush()
 
     try:
-        reply({"ready": True, "pid": os.getpid()})
+        segmenter = getattr(runner, "segmenter", None)
+        reply({"ready": True, "pid": os.getpid(), "segmenter_pid": segmenter.pid if segmenter else None})
         for line in sys.stdin:
             command, *args = line.split()
             if command == "quit":
@@ -434,8 +435,23 @@ class Child:
 
 
 # ---- the parent -----------------------------------------------------------------------------------
+def _profile(ours: Child, seconds: float, warmup: float) -> dict:
+    """py-spy on the sink and its segmenter at the paced 30 fps (after the measured windows)."""
+    from bench import profile as profiler
+    pids = {"paced_sink": ours.info["pid"], "paced_segmenter": ours.info["segmenter_pid"]}
+    try:
+        profiles = profiler.profile_during(pids, seconds, RESULTS,
+                                           lambda: ours.ask("measure", seconds + 1.0, "hologram", 0.0))
+    except profiler.ProfileError as exc:
+        logger.warning("W: no profiles: %s", exc)
+        return {"error": str(exc)}
+    profiler.write_markdown(profiles, RESULTS / "profiles_paced.md",
+                            during="a paced 30 fps 1280x720 MJPEG source, hologram, default settings (bench/bench_cpu.py)")
+    return profiles
+
+
 def run(quick: bool = False, only: tuple[str, ...] = (), settings: dict | None = None,
-        seed: bool = True, extras: bool = True, out_name: str = "cpu") -> dict:
+        seed: bool = True, extras: bool = True, out_name: str = "cpu", profile: bool = True) -> dict:
     """Measure every configuration; write bench/results/cpu.json + cpu.png.
 
     `only` limits the configurations (e.g. ("720p_hologram",)), `settings` are SinkConfig fields
@@ -453,6 +469,7 @@ def run(quick: bool = False, only: tuple[str, ...] = (), settings: dict | None =
     isolated: dict = {}
     motion: dict = {}
     kernel_log: list[str] = []
+    profiles: dict | None = None
     for width, height, label in SIZES:
         effects = [e for e in EFFECTS if not only or f"{label}_{e}" in only]
         if not effects:
@@ -462,6 +479,8 @@ def run(quick: bool = False, only: tuple[str, ...] = (), settings: dict | None =
         try:
             for effect in effects:
                 configs[f"{label}_{effect}"] = {"holocam": ours.ask("measure", seconds, effect, warmup)}
+            if profile and label == "720p" and "hologram" in effects:
+                profiles = _profile(ours, seconds, warmup)
         finally:
             ours.close()
         kernel_log = kernel_log or machine.kernel_lines(ours.log.read_text(errors="replace"))
@@ -510,6 +529,7 @@ def run(quick: bool = False, only: tuple[str, ...] = (), settings: dict | None =
             if live and isolated.get("inference_ms_median") else None,
             "target_ratio": 1.3},
         "motion_skip": motion,
+        "profiles": profiles,
         "targets": {"cpu_ms_per_frame": TARGETS_MS, "ratio_vs_seed": round(TARGET_RATIO_VS_SEED, 3)},
         "logs": str(work),
     }
@@ -564,6 +584,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
                         help="a sink setting for this run, e.g. motion_skip=false (before/after checks)")
     parser.add_argument("--no-seed", action="store_true", help="holocam only (no seed loop, no extras)")
+    parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profiles at 30 fps")
     parser.add_argument("--out", default="cpu", help="result name under bench/results (default cpu)")
     parser.add_argument("--child", choices=tuple(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--video", help=argparse.SUPPRESS)
@@ -577,7 +598,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
     only = tuple(c.strip() for c in args.only.split(",") if c.strip())
     result = run(quick=args.quick, only=only, settings=settings, seed=not args.no_seed, extras=not args.no_seed,
-                 out_name=args.out)
+                 out_name=args.out, profile=not args.no_profile)
     for key, row in result["configs"].items():
         ours = row["holocam"]
         print(f"{key:16s} holocam {row['cpu_ms_per_frame']:6.2f} ms/frame ({row['core_pct']:5.1f}% core; sink "
