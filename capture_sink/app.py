@@ -25,6 +25,7 @@ from .capture import Frame, create_source
 from .composite import Compositor
 from .config import ConfigError, SinkConfig
 from .dispatch import Dispatcher
+from .effect_timing import overlap_effect
 from .effects import create_effect
 from .motion import MotionSkip
 from .outputs import create_output
@@ -219,9 +220,14 @@ class SinkApp:
                 still = newest is not None and self.motion.unchanged(small, newest.seq, newest.capture_time)
             if not still and dispatcher.submit(small, frame.seq, frame.capture_time):
                 self.motion.sent(small, frame.seq)
-        # The effect runs after the wait (in _compose), not while the segmenter works on this
-        # frame: on 2 cores the overlap, with the capture thread, left the inference waiting for a
-        # core (live inference 8-10.5 ms against 6-6.5 ms serial, same CPU; bench/bench_cpu.py).
+        # The effect runs after the mask (in _compose) unless that no longer fits the frame period
+        # (capture_sink/effect_timing.py: overlapping it with the inference slows the inference).
+        foreground = None
+        newest = dispatcher.latest()
+        fps = self.source.fps if self.source is not None else c.fps
+        if overlap_effect(stats.stage_ms, newest.inference_ms if newest else None, fps):
+            with stats.stage("effect"):
+                foreground = self.effect.apply(frame.image)
         with stats.stage("wait"):
             if c.pacing == "wait" and spec is not None and not still:
                 result = dispatcher.wait_for(frame.seq, self._wait_budget_s(frame))
@@ -232,7 +238,7 @@ class SinkApp:
             return frame.image
         stats.count("still_mask" if still else "own_mask" if result.seq == frame.seq else "older_mask")
         stats.mask_age_ms = (time.monotonic() - result.capture_time) * 1000.0
-        return self._compose(frame, result)
+        return self._compose(frame, result, foreground)
 
     def _wait_budget_s(self, frame: Frame) -> float:
         """How long this frame may wait for its own mask: the configured budget, but never so long
