@@ -6,10 +6,13 @@
     python -m bench --no-profile         # skip the py-spy profiles of the pipeline
 
 Parts (each writes its own JSON + PNG into bench/results/, see bench/README.md):
-model (bench_model: torch port vs LiteRT), sink (bench_sink: sink stages vs the seed's),
-pipeline (bench_pipeline: whole pipeline vs the seed's loop, latency, memory, profiles),
-transport (bench_transport: replica scaling, bytes on the wire), gpu (bench_gpu: ms per mask and
-masks/s per replica at batch 1 and 4 on CUDA; records why it skipped where there is no GPU).
+cpu (bench_cpu: CPU ms per output frame of sink + segmenter at a paced 30 fps MJPEG source, vs
+the seed's loop: the headline figures), model (bench_model: torch port vs LiteRT), kernels
+(bench_kernels: every fused-kernel build this CPU runs vs stock ops and LiteRT), sink
+(bench_sink: sink stages vs the seed's), pipeline (bench_pipeline: whole pipeline vs the seed's
+loop, latency, memory, profiles), transport (bench_transport: replica scaling, bytes on the wire),
+gpu (bench_gpu: ms per mask and masks/s per replica at batch 1 and 4 on CUDA; records why it
+skipped where there is no GPU).
 Their printed output goes to bench/results/bench.log; a progress bar shows on stderr. A part that
 fails is recorded in the summary (its figures are null) and the others still run; the exit status
 is then 1.
@@ -23,7 +26,6 @@ import datetime
 import json
 import logging
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -35,11 +37,17 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench import machine  # noqa: E402
+
 logger = logging.getLogger("bench")
 
 RESULTS = REPO / "bench" / "results"
-PARTS = ("model", "sink", "pipeline", "transport", "gpu")
-TARGETS = {  # issue 7; "max" means the figure must not exceed the target
+PARTS = ("cpu", "model", "kernels", "sink", "pipeline", "transport", "gpu")
+CPU_CONFIGS = ("720p_hologram", "720p_none", "1080p_hologram", "1080p_none")
+TARGETS = {  # issues 7 and 12; "max" means the figure must not exceed the target
+    "cpu_ms_per_frame_720p_hologram": (12.0, "max"),
+    "cpu_ms_per_frame_1080p_hologram": (24.0, "max"),
+    "cpu_worst_ratio_vs_seed": (1.0 / 3.0, "max"),
     "torch_over_litert": (1.0, "max"),
     "sink_speedup_vs_seed": (5.0, "min"),
     "pipeline_fps_ratio_vs_seed": (4.0, "min"),
@@ -136,10 +144,16 @@ def _round(value: object, digits: int = 3) -> object:
 
 def headline(results: dict[str, dict | None]) -> dict:
     """The summary figures, each taken from this run's part results."""
-    model, sink, pipeline, transport = (results.get(p) for p in PARTS)
+    cpu, model, kernels, sink, pipeline, transport = (
+        results.get(p) for p in ("cpu", "model", "kernels", "sink", "pipeline", "transport"))
     general_1t = lambda r: next(c for c in r["cases"] if c["model"] == "selfie" and c["threads"] == 1)  # noqa: E731
     sink_720 = lambda r: next(s for s in r["sizes"] if s["size"] == "1280x720")  # noqa: E731
     figures = {
+        **{f"cpu_ms_per_frame_{k}": _dig(cpu, lambda r, k=k: r["configs"][k]["cpu_ms_per_frame"]) for k in CPU_CONFIGS},
+        **{f"cpu_core_pct_{k}": _dig(cpu, lambda r, k=k: r["configs"][k]["core_pct"]) for k in CPU_CONFIGS},
+        **{f"seed_cpu_ms_per_frame_{k}": _dig(cpu, lambda r, k=k: r["configs"][k]["seed_cpu_ms_per_frame"])
+           for k in CPU_CONFIGS},
+        "cpu_worst_ratio_vs_seed": _dig(cpu, lambda r: max(r["configs"][k]["ratio_vs_seed"] for k in CPU_CONFIGS)),
         "torch_over_litert": _dig(model, lambda r: general_1t(r)["ratio_fast_to_litert"]),
         "sink_speedup_vs_seed": _dig(sink, lambda r: sink_720(r)["chain_speedup"]),
         "pipeline_fps_ratio_vs_seed": _dig(pipeline, lambda r: r["fps_ratio_vs_seed"]),
@@ -147,6 +161,15 @@ def headline(results: dict[str, dict | None]) -> dict:
         "replica_scaling_efficiency": _dig(transport, lambda r: r["latency_bound"]["min_efficiency"]),
     }
     details = {
+        "cpu_configs": _dig(cpu, lambda r: {k: {"holocam": v["holocam"]["cpu_ms_per_frame"],
+                                               "holocam_core_pct": v["holocam"]["core_pct"],
+                                               "seed": v["seed_cpu_ms_per_frame"], "seed_core_pct": v["seed_core_pct"],
+                                               "ratio_vs_seed": v["ratio_vs_seed"],
+                                               "inferences_per_frame": v["holocam"]["inferences_per_frame"]}
+                                           for k, v in r["configs"].items()}),
+        "cpu_machine": _dig(cpu, lambda r: r["machine"]),
+        "inference_live_vs_isolated": _dig(cpu, lambda r: r["inference_live_vs_isolated"]),
+        "motion_skip": _dig(cpu, lambda r: r["motion_skip"]),
         "torch_ms_general_1_thread": _dig(model, lambda r: general_1t(r)["torch_fast"]["median_ms"]),
         "litert_ms_general_1_thread": _dig(model, lambda r: general_1t(r)["litert"]["median_ms"]),
         "torch_stock_ms_general_1_thread": _dig(model, lambda r: general_1t(r)["torch_stock"]["median_ms"]),
@@ -163,6 +186,7 @@ def headline(results: dict[str, dict | None]) -> dict:
         "rss_mb": _dig(pipeline, lambda r: {k: v["VmRSS"] for k, v in r["memory_mb"].items()}),
         "peak_rss_mb": _dig(pipeline, lambda r: {k: v["VmHWM"] for k, v in r["memory_mb"].items()}),
         "cpu_bound_two_replica_speedup": _dig(transport, lambda r: r["cpu_bound"]["speedup"]),
+        "kernel_builds": _dig(kernels, lambda r: r["rows"]),
     }
     met = {}
     for key, (target, kind) in TARGETS.items():
@@ -184,6 +208,11 @@ def write_markdown(summary: dict, path: Path) -> None:
     d = summary["details"]
     mark = {True: "yes", False: "**no**", None: "—"}
     rows = [
+        ("cpu_ms_per_frame_720p_hologram", "CPU ms per output frame, all processes, 720p30 hologram", "≤ 12", "cpu.png"),
+        ("cpu_ms_per_frame_1080p_hologram", "CPU ms per output frame, all processes, 1080p30 hologram", "≤ 24",
+         "cpu.png"),
+        ("cpu_worst_ratio_vs_seed", "worst of the 4 configurations, holocam CPU / seed CPU per frame", "≤ 0.33",
+         "cpu.png"),
         ("torch_over_litert", "torch port / LiteRT time, general model, 1 thread", "≤ 1.0", "model.png"),
         ("sink_speedup_vs_seed", "sink stages at 720p, seed time / ours (whole chain)", "≥ 5", "sink.png"),
         ("pipeline_fps_ratio_vs_seed", "whole pipeline, uncapped 720p FPS, ours / seed", "≥ 4", "pipeline.png"),
@@ -192,7 +221,9 @@ def write_markdown(summary: dict, path: Path) -> None:
     ]
     lines = [
         "# holocam benchmark summary", "",
-        f"`{summary['command']}` on {summary['machine']['cpu']} ({summary['machine']['cores']} cores), "
+        f"`{summary['command']}` on {summary['machine']['cpu']} ({summary['machine']['cores']} cores; avx512f "
+        f"{summary['machine']['avx512f']}, avx2 {summary['machine']['avx2']}; kernels "
+        f"{summary['machine']['kernels_env']['HOLOCAM_KERNELS']}, build {summary['machine']['kernel_build']}), "
         f"{summary['started']}, {summary['duration_s']:.0f} s"
         + (" — **quick run: smoke figures, not for quoting**" if summary["quick"] else "") + ".",
         f"Load average at start {summary['load_average']['start']:.2f}, at end {summary['load_average']['end']:.2f}. "
@@ -202,8 +233,38 @@ def write_markdown(summary: dict, path: Path) -> None:
     for key, text, target, png in rows:
         lines.append(f"| {text} (`{key}`) | {_fmt(summary[key])} | {target} | {mark[summary['met'][key]]} | "
                      f"[{png}]({png}) |")
-    fps = d.get("pipeline_fps") or {}
     lines += [""]
+    if d.get("cpu_configs"):
+        lines += ["CPU per output frame (user + system of the sink and its segmenter, paced 30 fps MJPEG file "
+                  "decoded by the sink, default settings; the seed's loop on the same frames, its lower CPU of "
+                  "torch's default threads and 1 thread):", "",
+                  "| configuration | holocam CPU ms/frame | % of one core | seed CPU ms/frame | seed % core | "
+                  "holocam / seed | target | met |", "|---|---:|---:|---:|---:|---:|---:|:---:|"]
+        limits = {"720p_hologram": 12.0, "1080p_hologram": 24.0}
+        for key, row in d["cpu_configs"].items():
+            limit = limits.get(key)
+            ok = row["ratio_vs_seed"] <= 1 / 3 and (limit is None or row["holocam"]["total"] <= limit)
+            lines.append(f"| {key} | {_fmt(row['holocam']['total'])} (sink {_fmt(row['holocam']['sink'])} + "
+                         f"segmenter {_fmt(row['holocam']['segmenter'])}) | {_fmt(row['holocam_core_pct']['total'])}% | "
+                         f"{_fmt(row['seed'])} | {_fmt(row['seed_core_pct'])}% | {_fmt(row['ratio_vs_seed'])} | "
+                         + (f"≤ {limit:.0f} ms and " if limit else "") + f"≤ 0.33 x seed | {mark[ok]} |")
+        m = d.get("cpu_machine") or {}
+        lines += ["", f"CPU {m.get('cpu')}: avx512f {m.get('avx512f')}, avx2 {m.get('avx2')}; kernels "
+                      f"{m.get('kernels_env')}, build loaded: {m.get('kernel_build')}; segmenter log: "
+                      f"{'; '.join(m.get('segmenter_kernel_log') or []) or '(no kernel line)'}."]
+        live = d.get("inference_live_vs_isolated") or {}
+        if live.get("ratio") is not None:
+            lines.append(f"- Segmenter inference inside the running pipeline {_fmt(live['live_ms_median_720p'])} ms "
+                         f"(median, 720p) vs the model alone {_fmt(live['isolated_ms_median'])} ms: "
+                         f"{_fmt(live['ratio'])}x (target ≤ 1.3x).")
+        for name, row in (d.get("motion_skip") or {}).items():
+            lines.append(f"- Motion skip, {name.replace('_', ' ')}: {row['inferences']} inferences for "
+                         f"{row['frames']} frames ({_fmt(row['saved_pct'])}% saved), IoU of the masks used vs "
+                         f"segmenting every frame mean {row['iou_vs_every_frame_mean']}, min {row['iou_vs_every_frame_min']}"
+                         + (f" (the model's own frame-to-frame IoU there: {row['model_own_frame_to_frame_iou_mean']})"
+                            if "model_own_frame_to_frame_iou_mean" in row else "") + ".")
+        lines.append("")
+    fps = d.get("pipeline_fps") or {}
     if fps:
         lines.append(f"- Pipeline FPS (uncapped, 1280x720, median of rounds): seed {_fmt(fps.get('seed'))} "
                      f"({d.get('seed_baseline')}), holocam {_fmt(fps.get('ours_wait'))} with the default pacing "
@@ -228,6 +289,13 @@ def write_markdown(summary: dict, path: Path) -> None:
     if d.get("cpu_bound_two_replica_speedup") is not None:
         lines.append(f"- Two replicas x 1 thread vs one on this machine: "
                      f"{_fmt(d['cpu_bound_two_replica_speedup'])}x.")
+    builds = [row for row in d.get("kernel_builds") or [] if "skipped" not in row]
+    if builds:
+        lines.append("- Fused kernels per build on this CPU, 1 thread ([kernels.md](kernels.md)): " + "; ".join(
+            f"{row['variant']} {row['model']} {_fmt(row['fused_ms'])} ms vs stock {_fmt(row['stock_ms'])} ms "
+            f"({_fmt(row['fused_speedup_vs_stock'])}x), {_fmt(row['fused_over_litert'])} of LiteRT" for row in builds)
+            + "; " + ", ".join(f"{row['build']}: {row['skipped']}" for row in d["kernel_builds"] if "skipped" in row)
+            + ".")
     gpu = summary.get("gpu")
     if gpu and gpu.get("skipped"):
         lines.append(f"- GPU segmenter: skipped ({gpu['skipped']}).")
@@ -240,17 +308,9 @@ def write_markdown(summary: dict, path: Path) -> None:
     lines += ["", "Parts: " + ", ".join(
         f"{name} {part['seconds']:.0f} s" + ("" if part["ok"] else f" (**failed**: {part['error']})")
         for name, part in summary["parts"].items()) + ".",
-        "Details: `model.json`, `sink.json`, `pipeline.json`, `transport.json`; profiles: "
+        "Details: `cpu.json`, `model.json`, `kernels.json`, `sink.json`, `pipeline.json`, `transport.json`; profiles: "
         "[profiles.md](profiles.md); how each part measures: [bench/README.md](../README.md).", ""]
     path.write_text("\n".join(lines) + "\n")
-
-
-def _cpu_name() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -304,8 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         "started": stamp,
         "duration_s": round(time.monotonic() - started, 1),
         "quick": args.quick,
-        "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform()},
+        "machine": machine.describe(kernel_build=machine.loaded_kernel_build()),
         "load_average": {"start": load_start, "end": os.getloadavg()[0]},
         "note": ("Every figure comes from this run; ratios are against baselines measured in the same run. "
                  "The dev VM's 2 cores may be shared with other work: see the load averages."),

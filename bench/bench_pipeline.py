@@ -58,6 +58,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench import machine  # noqa: E402
 from capture_sink.capture import Frame, Source, scale_to_fill  # noqa: E402
 from capture_sink.outputs.base import Output  # noqa: E402
 from capture_sink.outputs.yuv import BgrToI420  # noqa: E402
@@ -543,6 +544,7 @@ def run(quick: bool = False, profile: bool = True, progress: Callable[[str], Non
     ratio = fps["ours_wait"] / fps["seed"]
     result = {
         "benchmark": "pipeline",
+        "machine": machine.describe(kernel_build=machine.loaded_kernel_build()),
         "quick": quick,
         "size": f"{WIDTH}x{HEIGHT}",
         "frame_bank": {"frames": BANK_FRAMES, "mb": ours.info["frame_bank_mb"]},

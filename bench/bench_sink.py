@@ -30,6 +30,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from bench import machine
 from capture_sink.capture import DEMO_PERSON, scale_to_fill
 from capture_sink.composite import Compositor
 from capture_sink.effects import create_effect
@@ -378,6 +379,7 @@ def run(quick: bool = False) -> dict:
     mask_small = segment(scale_to_fill(_photo("demo"), *SIZES[0])) if segment else _ellipse_mask()
     np.random.seed(0)  # the seed's hologram draws from NumPy's global generator
     result = {
+        "machine": machine.describe(),
         "runs_per_stage": runs,
         "opencv_threads": cv2.getNumThreads(),
         "sizes": [bench_size(w, h, mask_small, runs) for w, h in SIZES],

@@ -24,7 +24,6 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -37,6 +36,7 @@ for path in (REPO, REPO / "tests"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
+from bench import machine  # noqa: E402
 from capture_sink.dispatch import Dispatcher  # noqa: E402
 from helpers_transport import (SegmenterLauncher, TcpProxy, free_port, photo, wait_for_replicas,  # noqa: E402
                                wait_until)
@@ -320,7 +320,7 @@ def run(quick: bool = False) -> dict:
         results = {
             "benchmark": "transport",
             "quick": quick,
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+            "machine": machine.describe(kernel_build=machine.loaded_kernel_build()),
             "latency_bound": latency_bound(seconds, log_dir),
             "cpu_bound": cpu_bound(seconds * 0.6, 2 if quick else CPU_ROUNDS, log_dir),
             "wire": wire_bytes(30 if quick else 100, log_dir),

@@ -144,11 +144,11 @@ def _native_label(frame: dict) -> str:
     return f"{lib}:{name[:80]}"
 
 
-def write_markdown(profiles: dict, path: Path, pipeline: dict | None = None) -> None:
+def write_markdown(profiles: dict, path: Path, pipeline: dict | None = None,
+                   during: str = "an uncapped 1280x720 run (bench/bench_pipeline.py)") -> None:
     """bench/results/profiles.md: the tables of every profiled process."""
     lines = ["# Profiles (py-spy, written by `make bench`)", "",
-             "Sampled with `py-spy record --native --format speedscope` during an uncapped 1280x720 run "
-             "(bench/bench_pipeline.py); open the `.speedscope.json` files at https://www.speedscope.app/. "
+             f"Sampled with `py-spy record --native --format speedscope` during {during}; open the `.speedscope.json` files at https://www.speedscope.app/. "
              "Percentages are of the process's samples (running threads only). A Python line with "
              "`-> lib.so` is time spent in that library under that line; OpenCV's wheel is stripped, so its "
              "native time is charged to the calling line.", ""]

@@ -33,15 +33,17 @@ STAGES = ("mask", "refine", "hologram", "composite", "output")
 class SeedPipeline:
     """One frame through the seed's loop: `process(frame_bgr)` returns the YUYV frame it would write.
 
-    `samples[stage]` collects per-frame milliseconds of each stage (see STAGES) when `record` is on.
+    `samples[stage]` collects per-frame milliseconds of each stage (see STAGES) when `record` is on;
+    `effect` "none" skips the hologram (the frame itself is composited), as holocam's `--effect none`.
     """
 
-    def __init__(self, width: int, height: int, background_bgr: np.ndarray) -> None:
+    def __init__(self, width: int, height: int, background_bgr: np.ndarray, effect: str = "hologram") -> None:
         if background_bgr.shape != (height, width, 3):
             raise ValueError(f"background must be {width}x{height} BGR, got {background_bgr.shape}: "
                              f"scale it with capture_sink.capture.scale_to_fill")
         self.width, self.height = width, height
         self.background = background_bgr
+        self.effect = effect            # "hologram" or "none" (the plain frame over the background)
         self.model = ICNetSegmentation.random(seed=0, fast=True)
         self.spec = self.model.input_spec
         self.record = True
@@ -60,7 +62,7 @@ class SeedPipeline:
         mask = seed_refine(mask_small, self.width, self.height)
         t = self._timed("refine", t)
         # the seed's hologram and compositing write into the frame: work on the loop's own copy
-        foreground = seed_hologram(frame_bgr.copy())
+        foreground = seed_hologram(frame_bgr.copy()) if self.effect == "hologram" else frame_bgr.copy()
         t = self._timed("hologram", t)
         out = seed_composite(foreground, self.background, mask)
         t = self._timed("composite", t)

@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--with-segmenter", action="store_true", default=False,
                      help="also start one local segmenter process (what `make run` does)")
     seg.add_argument("--segmenter-threads", type=_typed(int), default=d.segmenter_threads)
+    seg.add_argument("--no-motion-skip", dest="motion_skip", action="store_false", default=None,
+                     help="segment every frame, even when nothing moved (default: reuse the mask)")
     seg.add_argument("--encoding", choices=ENCODINGS, default=d.encoding,
                      help="frame encoding on the wire (jpeg for slow links)")
     seg.add_argument("--insecure", action="store_true", default=None,

@@ -14,6 +14,7 @@ import threading
 import time
 from typing import Callable
 
+import cv2
 import numpy as np
 
 from shared.health import LivenessFile
@@ -25,8 +26,10 @@ from .capture import Frame, create_source
 from .composite import Compositor
 from .config import ConfigError, SinkConfig
 from .dispatch import Dispatcher
+from .effect_timing import overlap_effect
 from .effects import create_effect
 from .failclosed import MaskGate
+from .motion import MotionSkip
 from .outputs import create_output
 from .outputs.steady import SteadyWriter
 from .refine import MaskRefiner, preset
@@ -80,12 +83,16 @@ class SinkApp:
 
     def init_pipeline(self) -> None:
         c = self.config
+        # OpenCV splits each call over a pool of threads that wake, spin and sleep per call: on
+        # frames this size that costs more CPU than it saves wall time (bench/bench_cpu.py).
+        cv2.setNumThreads(getattr(c, "opencv_threads", 1))
         self.refiner = MaskRefiner(preset(c.preset))
         self.effect = create_effect(c.effect)
         self.background = create_background(c.background)
         self._closers.append(self.background.close)
         self.compositor = Compositor()
         self.gate = MaskGate(c.no_mask, c.max_mask_age_ms)
+        self.motion = MotionSkip(getattr(c, "motion_skip", True))
 
     def init_outputs(self) -> None:
         c = self.config
@@ -207,30 +214,42 @@ class SinkApp:
         if not self.segmenting:
             result = self._admit(dispatcher.latest(), frame)
             return self.gate.fallback(frame.image, self.background) if result is None else self._compose(frame, result)
+        still = False
         if spec is not None:
             with stats.stage("prepare"):
                 small = prepare_input(frame.image, spec, bgr=True)
-            dispatcher.submit(small, frame.seq, frame.capture_time)
-        # The effect does not need the mask: run it while the segmenter works on this frame
-        # (+10% uncapped FPS with the wait policy, bench/bench_pipeline.py).
-        with stats.stage("effect"):
-            foreground = self.effect.apply(frame.image)
+                newest = dispatcher.latest()
+                # Nothing moved since the newest mask's frame: reuse that mask (capture_sink/motion.py).
+                still = newest is not None and self.motion.unchanged(small, newest.seq, newest.capture_time)
+            if not still and dispatcher.submit(small, frame.seq, frame.capture_time):
+                self.motion.sent(small, frame.seq)
+        # The effect runs after the mask (in _compose) unless that no longer fits the frame period
+        # (capture_sink/effect_timing.py: overlapping it with the inference slows the inference).
+        foreground = None
+        newest = dispatcher.latest()
+        fps = self.source.fps if self.source is not None else c.fps
+        if overlap_effect(stats.stage_ms, newest.inference_ms if newest else None, fps):
+            with stats.stage("effect"):
+                foreground = self.effect.apply(frame.image)
         with stats.stage("wait"):
-            if c.pacing == "wait" and spec is not None:
+            if c.pacing == "wait" and spec is not None and not still:
                 result = dispatcher.wait_for(frame.seq, self._wait_budget_s(frame))
             else:
                 result = dispatcher.latest()
-        result = self._admit(result, frame)
+        result = self._admit(result, frame, still=still)
         if result is None:
             stats.count("no_mask")
             return self.gate.fallback(frame.image, self.background)
-        stats.count("own_mask" if result.seq == frame.seq else "older_mask")
+        stats.count("still_mask" if still else "own_mask" if result.seq == frame.seq else "older_mask")
         stats.mask_age_ms = (time.monotonic() - result.capture_time) * 1000.0
         return self._compose(frame, result, foreground)
 
-    def _admit(self, result, frame: Frame):
-        """The mask if it is valid for this frame, else None (fail closed, capture_sink.failclosed)."""
-        result = self.gate.admit(result, frame.capture_time, self.background, segmenting=self.segmenting)
+    def _admit(self, result, frame: Frame, still: bool = False):
+        """The mask if it is valid for this frame, else None (fail closed, capture_sink.failclosed).
+        `still`: the motion check found this frame unchanged since the mask's own frame, so the
+        mask fits it however old it is."""
+        result = self.gate.admit(result, frame.capture_time, self.background, segmenting=self.segmenting,
+                                 unchanged=still)
         if self.gate.resumed:
             self.refiner.reset()   # the average of masks from before the gap no longer fits the person
         return result
@@ -248,7 +267,7 @@ class SinkApp:
         that the frame (with the compositing still to do) takes more than one source period, so a
         stalled segmenter cannot lower the output rate."""
         stage = self.stats.stage_ms
-        compose_s = (stage.get("refine", 0.0) + stage.get("background", 0.0) + stage.get("composite", 0.0)) / 1000.0
+        compose_s = sum(stage.get(name, 0.0) for name in ("refine", "effect", "background", "composite")) / 1000.0
         fps = self.source.fps if self.source is not None else self.config.fps
         left_s = frame.capture_time + 1.0 / fps - time.monotonic() - compose_s
         return max(0.0, min(self.config.mask_budget_ms / 1000.0, left_s))

@@ -51,6 +51,8 @@ class SinkConfig:
     with_segmenter: bool = False
     health_file: str | None = None       # touched by the frame loop; the container HEALTHCHECK reads it
     segmenter_threads: int = 1
+    motion_skip: bool = True             # reuse the mask while nothing moved (capture_sink/motion.py)
+    opencv_threads: int = 1              # OpenCV's thread pool in the sink (1: least CPU per frame)
     # -- live control (issue 8: capture_sink/web, viewers.py, reload.py) --
     http: bool = True                    # the web page + JSON API (capture_sink.web)
     http_host: str = "127.0.0.1"
@@ -142,6 +144,12 @@ def verify_http(c: SinkConfig) -> None:
 # -- end live control --
 
 
+def verify_threads(c: SinkConfig) -> None:
+    if not 1 <= c.opencv_threads <= 64:
+        raise ConfigError(f"opencv_threads {c.opencv_threads} is out of range: use 1..64 (default 1; more "
+                          f"lowers a frame's wall time a little and raises its CPU time)")
+
+
 def resolve_auto(c: SinkConfig) -> None:
     """Turn `auto` choices into concrete ones, from what this machine has."""
     if c.source == "auto":
@@ -166,6 +174,7 @@ def validate(c: SinkConfig) -> SinkConfig:
     verify_output(c)
     verify_pacing(c)
     verify_transport(c)
+    verify_threads(c)
     resolve_auto(c)
     verify_http(c)
     return c

@@ -16,7 +16,7 @@ channels-last throughout. With the fused NHWC kernels (segmenter/kernels) the de
 convs, the first conv on the uint8 frame, the 2x upsamplings and the squeeze-excite gates run as
 torch.ops.holocam.* ops; `load_selfie` times them against stock ops on the model and keeps the
 faster (segmenter/kernels/calibrate.py). What each step bought, and what was tried and dropped:
-docs/model-performance.md; current figures: bench/results/model.json and kernels_isa.md.
+docs/model-performance.md; current figures: bench/results/model.json and kernels.md.
 
 Weights: MediaPipe selfie segmentation, Apache-2.0 (fetched by `segmenter.weights`).
 """

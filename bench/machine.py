@@ -1,0 +1,74 @@
+"""What every benchmark result records about the machine: CPU model, its vector flags, the kernel build.
+
+    from bench.machine import describe
+    result["machine"] = describe()          # add kernel_build=... when a part knows what ran
+
+The fused kernels' speed depends on the instruction set (AVX-512 vs AVX2-only CPUs differ by
+several times), so a figure without the CPU's flags and the kernel build it ran is not comparable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FLAGS = ("avx512f", "avx2")
+
+
+def _cpuinfo() -> tuple[str, set[str]]:
+    name, flags = platform.processor() or "unknown", set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and name in ("unknown", platform.processor()):
+                name = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    return name, flags
+
+
+def kernels_setting() -> dict[str, str]:
+    """The environment that chooses the segmenter's kernels (segmenter/kernels/__init__.py)."""
+    return {"HOLOCAM_KERNELS": os.environ.get("HOLOCAM_KERNELS", "auto"),
+            "HOLOCAM_KERNELS_ISA": os.environ.get("HOLOCAM_KERNELS_ISA", "")}
+
+
+def loaded_kernel_build(timeout_s: float = 60.0) -> str:
+    """The fused-kernel build a segmenter started with this environment loads ("stock" if none).
+
+    Asked of a fresh Python, so this process does not load torch.
+    """
+    code = "from segmenter.kernels import load; print(load() or 'stock')"
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                              timeout=timeout_s, env={**os.environ, "PYTHONPATH": str(REPO)})
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"unknown ({exc})"
+    lines = proc.stdout.strip().splitlines()
+    return lines[-1] if proc.returncode == 0 and lines else f"unknown (exit {proc.returncode})"
+
+
+def kernel_lines(log_text: str) -> list[str]:
+    """The segmenter's log lines about its kernels (loaded build, calibration choice), message only."""
+    out = []
+    for line in log_text.splitlines():
+        if re.search(r"kernel|fused|stock ops", line, re.IGNORECASE):
+            out.append(line.split(": ", 1)[-1].strip()[:200])
+    return out[:6]
+
+
+def describe(kernel_build: str | None = None) -> dict:
+    """CPU model, core count, avx512f/avx2 flags, the kernel environment and (if given) build."""
+    name, flags = _cpuinfo()
+    info = {"cpu": name, "cores": os.cpu_count(), **{flag: flag in flags for flag in FLAGS},
+            "kernels_env": kernels_setting(), "python": platform.python_version(),
+            "platform": platform.platform()}
+    if kernel_build is not None:
+        info["kernel_build"] = kernel_build
+    return info
