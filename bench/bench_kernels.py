@@ -126,7 +126,7 @@ def _plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = [r for r in results["rows"] if "skipped" not in r]
-    labels = [f"{r['variant']}\n{r['model']}" for r in rows]
+    labels = [r["variant"].replace(", ", ",\n") + "\n" + r["model"] for r in rows]
     x = range(len(rows))
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(rows)), 4))
     width = 0.27
