@@ -29,7 +29,7 @@ from .dispatch import Dispatcher
 from .effect_timing import overlap_effect
 from .effects import create_effect
 from .failclosed import MaskGate
-from .motion import MotionSkip
+from .motion import MotionSkip, reuse_limit_s
 from .outputs import create_output
 from .outputs.steady import SteadyWriter
 from .refine import MaskRefiner, preset
@@ -92,7 +92,9 @@ class SinkApp:
         self._closers.append(self.background.close)
         self.compositor = Compositor()
         self.gate = MaskGate(c.no_mask, c.max_mask_age_ms)
-        self.motion = MotionSkip(getattr(c, "motion_skip", True))
+        # A reused mask is refreshed well before the fail-closed gate would call it stale, so a
+        # still scene keeps its mask and a stopped segmenter still hides the person in time.
+        self.motion = MotionSkip(c.motion_skip, max_reuse_s=reuse_limit_s(c.max_mask_age_ms))
 
     def init_outputs(self) -> None:
         c = self.config
@@ -236,7 +238,7 @@ class SinkApp:
                 result = dispatcher.wait_for(frame.seq, self._wait_budget_s(frame))
             else:
                 result = dispatcher.latest()
-        result = self._admit(result, frame, still=still)
+        result = self._admit(result, frame)
         if result is None:
             stats.count("no_mask")
             return self.gate.fallback(frame.image, self.background)
@@ -244,12 +246,9 @@ class SinkApp:
         stats.mask_age_ms = (time.monotonic() - result.capture_time) * 1000.0
         return self._compose(frame, result, foreground)
 
-    def _admit(self, result, frame: Frame, still: bool = False):
-        """The mask if it is valid for this frame, else None (fail closed, capture_sink.failclosed).
-        `still`: the motion check found this frame unchanged since the mask's own frame, so the
-        mask fits it however old it is."""
-        result = self.gate.admit(result, frame.capture_time, self.background, segmenting=self.segmenting,
-                                 unchanged=still)
+    def _admit(self, result, frame: Frame):
+        """The mask if it is valid for this frame, else None (fail closed, capture_sink.failclosed)."""
+        result = self.gate.admit(result, frame.capture_time, self.background, segmenting=self.segmenting)
         if self.gate.resumed:
             self.refiner.reset()   # the average of masks from before the gap no longer fits the person
         return result

@@ -112,12 +112,9 @@ class MaskGate:
             logger.warning("W: --no-mask camera: while no segmenter answers, the raw camera picture (your room) "
                            "goes to every output")
 
-    def admit(self, result: Any, frame_time: float, background: Background, *, segmenting: bool = True,
-              unchanged: bool = False) -> Any:
+    def admit(self, result: Any, frame_time: float, background: Background, *, segmenting: bool = True) -> Any:
         """`result` (a dispatch.MaskResult or None) if it may be used for the frame captured at
-        `frame_time` (time.monotonic()), else None; tracks and logs the state. `unchanged`: the
-        picture has not changed since the mask's own frame (capture_sink.motion), so its age
-        does not matter."""
+        `frame_time` (time.monotonic()), else None; tracks and logs the state."""
         self.resumed = False
         if self.mode == "camera" or not background.replaces_room:
             if result is not None:
@@ -127,7 +124,7 @@ class MaskGate:
             self._waiting("segmenting is off" if not segmenting else "no mask yet")
             return None
         age_s = frame_time - result.capture_time
-        if age_s > self.max_age_s and not unchanged:
+        if age_s > self.max_age_s:
             self._waiting(f"the newest mask is {age_s * 1000:.0f} ms old (limit {self.max_age_s * 1000:.0f} ms)",
                           key="stale")
             return None

@@ -28,7 +28,14 @@ logger = logging.getLogger(__name__)
 PIXEL_LEVELS = 12          # grey levels (0..255) a model-size pixel must change by to count
 CHANGED_FRACTION = 0.002   # unchanged while under 0.2% of the pixels (~130 of 256x256) changed
 MAX_REUSE_S = 2.0          # a reused mask is refreshed at least this often (seconds since capture)
+REFRESH_BEFORE_STALE = 0.8  # ... and by 80% of the fail-closed max mask age, whichever is sooner
 KEEP_REFERENCES = 8        # frames sent and not yet answered that may become the reference
+
+
+def reuse_limit_s(max_mask_age_ms: float) -> float:
+    """How long a still scene may reuse a mask: a refresh is asked for before the fail-closed gate
+    (capture_sink.failclosed) would find the mask too old, leaving the segmenter 20% of the age."""
+    return min(MAX_REUSE_S, REFRESH_BEFORE_STALE * max_mask_age_ms / 1000.0)
 
 
 class MotionSkip:

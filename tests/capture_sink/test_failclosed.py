@@ -35,14 +35,6 @@ def test_a_mask_is_valid_up_to_the_max_age_of_the_frame_it_is_used_for() -> None
     assert gate.reason == "segmenting is off"
 
 
-def test_an_old_mask_stays_valid_only_while_the_picture_is_unchanged_since_its_frame() -> None:
-    # Motion skip (capture_sink/motion.py) reuses the mask of an unchanged picture for up to 2 s.
-    gate, background = MaskGate("hide", 500), create_background("default")
-    assert gate.admit(mask_from(10.0), 11.5, background, unchanged=True) is not None
-    assert gate.admit(mask_from(10.0), 11.5, background, unchanged=False) is None
-    assert gate.admit(None, 11.5, background, unchanged=True) is None
-
-
 def test_each_state_is_logged_once_not_every_frame(caplog: pytest.LogCaptureFixture) -> None:
     gate, background = MaskGate("hide", 500), create_background("default")
     with caplog.at_level(logging.INFO, logger="capture_sink.failclosed"):

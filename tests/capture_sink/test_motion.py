@@ -8,7 +8,7 @@ import pytest
 from skimage import data
 
 from capture_sink.capture import scale_to_fill
-from capture_sink.motion import MAX_REUSE_S, MotionSkip
+from capture_sink.motion import MAX_REUSE_S, MotionSkip, reuse_limit_s
 from shared.geometry import InputSpec
 from shared.resize import prepare_input
 
@@ -88,3 +88,15 @@ def test_only_the_newest_frames_are_kept(frame):
         gate.sent(small, seq)
     assert gate.unchanged(small, 19, 0.0, now=0.1)
     assert not gate.unchanged(small, 0, 0.0, now=0.1)
+
+
+def test_a_still_mask_is_refreshed_before_the_fail_closed_gate_calls_it_stale(frame):
+    # The sink hides the person when its mask is older than --max-mask-age-ms (capture_sink.failclosed):
+    # a still scene must ask for a new mask before that, and a stopped segmenter then hides the person.
+    assert reuse_limit_s(500.0) == pytest.approx(0.4)
+    assert reuse_limit_s(10000.0) == MAX_REUSE_S
+    gate = MotionSkip(max_reuse_s=reuse_limit_s(500.0))
+    small = _small(frame)
+    gate.sent(small, seq=1)
+    assert gate.unchanged(small, 1, mask_capture_time=0.0, now=0.39)
+    assert not gate.unchanged(small, 1, mask_capture_time=0.0, now=0.41)
