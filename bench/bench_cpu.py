@@ -305,7 +305,8 @@ class ModelChild:
     def motion(self, frames_per_source: int) -> dict:
         """Motion skip decisions on three sources, against segmenting every frame."""
         from capture_sink.capture import DemoSource
-        from capture_sink.motion import MotionSkip
+        from capture_sink.config import SinkConfig
+        from capture_sink.motion import MotionSkip, reuse_limit_s
 
         n = int(frames_per_source)
         demo = DemoSource(self.width, self.height, FPS)
@@ -322,7 +323,9 @@ class ModelChild:
                              ("moving_video", video_frames)):
             smalls = self._smalls(frames)
             masks = [self.model.segment(s) >= 128 for s in smalls]
-            gate, current, inferences, ious = MotionSkip(), None, 0, []
+            # as the sink builds it: a still mask is refreshed before the fail-closed max age
+            gate = MotionSkip(max_reuse_s=reuse_limit_s(SinkConfig().max_mask_age_ms))
+            current, inferences, ious = None, 0, []
             for i, small in enumerate(smalls):
                 if current is None or not gate.unchanged(small, current, current / FPS, now=i / FPS):
                     gate.sent(small, i)
