@@ -51,6 +51,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench import machine  # noqa: E402
+from bench.child import LineChild  # noqa: E402
 from capture_sink.outputs.base import Output  # noqa: E402
 from capture_sink.outputs.yuv import BgrToYuyv  # noqa: E402
 
@@ -399,42 +400,12 @@ def _number_or_word(text: str) -> float | str:
         return text
 
 
-class Child:
-    """A child process of this benchmark and its line protocol."""
+class Child(LineChild):
+    """A child process of this benchmark (role sink, segmenter, seed or model)."""
 
     def __init__(self, role: str, video: Path, width: int, height: int, log_dir: Path) -> None:
-        self.role = role
-        self.log = log_dir / f"cpu-{role}-{width}x{height}.log"
-        self._log_file = self.log.open("ab")
-        env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-        self.proc = subprocess.Popen([sys.executable, "-m", "bench.bench_cpu", "--child", role, "--video", str(video),
-                                      "--size", f"{width}x{height}", "--child-log", str(self.log)],
-                                     cwd=REPO, env=env, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self._log_file)
-        self.info = self._read()
-
-    def _read(self) -> dict:
-        line = self.proc.stdout.readline()
-        if not line:
-            self.proc.wait(timeout=10)
-            tail = self.log.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"bench_cpu child {self.role!r} exited with {self.proc.returncode}:\n{tail}")
-        return json.loads(line)
-
-    def ask(self, *words: object) -> dict:
-        self.proc.stdin.write(" ".join(str(w) for w in words) + "\n")
-        self.proc.stdin.flush()
-        return self._read()
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                self.ask("quit")
-                self.proc.wait(timeout=30)
-            except (RuntimeError, OSError, subprocess.TimeoutExpired, ValueError):
-                self.proc.kill()
-                self.proc.wait()
-        self._log_file.close()
+        super().__init__("bench.bench_cpu", role, ["--video", str(video), "--size", f"{width}x{height}"],
+                         log_dir / f"cpu-{role}-{width}x{height}.log")
 
 
 # ---- the parent -----------------------------------------------------------------------------------

@@ -59,6 +59,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench import machine  # noqa: E402
+from bench.child import LineChild  # noqa: E402
 from capture_sink.capture import Frame, Source, scale_to_fill  # noqa: E402
 from capture_sink.outputs.base import Output  # noqa: E402
 from capture_sink.outputs.yuv import BgrToI420  # noqa: E402
@@ -408,42 +409,11 @@ def child_main(role: str, log: Path) -> int:
 
 
 # ---- the parent: drives both children ---------------------------------------------------------
-class Child:
-    """A pipeline child process and its line protocol."""
+class Child(LineChild):
+    """A pipeline child process (role ours or seed)."""
 
     def __init__(self, role: str, log_dir: Path) -> None:
-        self.role = role
-        self.log = log_dir / f"pipeline-{role}.log"
-        env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-        self._log_file = self.log.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "bench.bench_pipeline", "--child", role,
-                                      "--child-log", str(self.log)],
-                                     cwd=REPO, env=env, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self._log_file)
-        self.info = self._read()
-
-    def _read(self) -> dict:
-        line = self.proc.stdout.readline()
-        if not line:
-            self.proc.wait(timeout=10)
-            tail = self.log.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"pipeline child {self.role!r} exited with {self.proc.returncode}:\n{tail}")
-        return json.loads(line)
-
-    def ask(self, command: str) -> dict:
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-        return self._read()
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                self.ask("quit")
-                self.proc.wait(timeout=20)
-            except (RuntimeError, OSError, subprocess.TimeoutExpired, ValueError):
-                self.proc.kill()
-                self.proc.wait()
-        self._log_file.close()
+        super().__init__("bench.bench_pipeline", role, [], log_dir / f"pipeline-{role}.log")
 
 
 def steps(quick: bool, profile: bool) -> int:
