@@ -22,13 +22,14 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.cache import CACHE_ENV, cache_dir
+
 logger = logging.getLogger(__name__)
 
 MEDIAPIPE_REQUIREMENT = "mediapipe==0.10.14"
 # The same wheel whatever the local Python: the .tflite files inside are platform independent.
 PIP_DOWNLOAD_ARGS = ["--no-deps", "--only-binary=:all:", "--python-version", "3.11",
                      "--platform", "manylinux2014_x86_64"]
-CACHE_ENV = "HOLOCAM_CACHE_DIR"
 
 
 class WeightsError(RuntimeError):
@@ -56,16 +57,6 @@ WEIGHTS: dict[str, WeightsFile] = {
         "mediapipe/modules/selfie_segmentation/selfie_segmentation_landscape.tflite",
         "a77d03f4659b9f6b6c1f5106947bf40e99d7655094b6527f214ea7d451106edd"),
 }
-
-
-def cache_dir(override: str | os.PathLike | None = None) -> Path:
-    """Where weights live: the flag, else $HOLOCAM_CACHE_DIR, else $XDG_CACHE_HOME/holocam."""
-    if override:
-        return Path(override).expanduser()
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg) / "holocam"
 
 
 def _sha256(path: Path) -> str:

@@ -74,7 +74,7 @@ def build_key() -> str:
 
 
 def library_path(cache: str | os.PathLike | None = None) -> Path:
-    from segmenter.weights import cache_dir
+    from shared.cache import cache_dir
     return cache_dir(cache) / "kernels" / f"torch-{torch.__version__}-{build_key()}" / LIBRARY_NAME
 
 

@@ -89,7 +89,7 @@ def cache_key(model: str, model_file: str | os.PathLike, isa: str, threads: int)
 
 
 def _cache_path(cache: str | os.PathLike | None) -> Path:
-    from segmenter.weights import cache_dir
+    from shared.cache import cache_dir
     return cache_dir(cache) / "kernels" / CACHE_FILE
 
 
