@@ -19,10 +19,12 @@ venv: $(STAMP)
 weights: $(STAMP)
 	$(PY) -m segmenter weights
 
-# The segmenter's fused NHWC kernels (needs g++). Without them the model runs on stock torch ops,
-# slower, so a failed build is reported and the target goes on.
+# The segmenter's fused NHWC kernels and the sink's native frame passes (need g++/gcc). Without
+# them the model runs on stock torch ops and the sink on OpenCV, slower, so a failed build is
+# reported and the target goes on.
 kernels: $(STAMP)
 	-$(PY) -m segmenter kernels
+	-$(PY) -m capture_sink.native
 
 run: weights kernels
 	$(PY) -m capture_sink run --with-segmenter $(ARGS)

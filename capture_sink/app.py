@@ -28,6 +28,7 @@ from .config import ConfigError, SinkConfig
 from .dispatch import Dispatcher
 from .effect_timing import overlap_effect
 from .effects import create_effect
+from .native import library as native_library
 from .failclosed import MaskGate
 from .motion import MotionSkip, reuse_limit_s
 from .outputs import create_output
@@ -86,6 +87,7 @@ class SinkApp:
         # OpenCV splits each call over a pool of threads that wake, spin and sleep per call: on
         # frames this size that costs more CPU than it saves wall time (bench/bench_cpu.py).
         cv2.setNumThreads(getattr(c, "opencv_threads", 1))
+        native_library.load()   # builds the native passes if needed; a bad HOLOCAM_SINK_NATIVE fails here
         self.refiner = MaskRefiner(preset(c.preset))
         self.effect = create_effect(c.effect)
         self.background = create_background(c.background)
@@ -275,11 +277,12 @@ class SinkApp:
         stats = self.stats
         with stats.stage("refine"):
             alpha = self.refiner.refine(result.mask, frame.image)
-        if foreground is None:
-            with stats.stage("effect"):
-                foreground = self.effect.apply(frame.image)
         with stats.stage("background"):
             background = self.background.render(frame.image, alpha)
+        if foreground is None:
+            # The effect and the composite in one step: the hologram fuses them into one native pass.
+            with stats.stage("composite"):
+                return self.effect.composite(frame.image, background, alpha, self.compositor)
         with stats.stage("composite"):
             return self.compositor.composite(foreground, background, alpha)
 

@@ -8,10 +8,11 @@ from .backgrounds import BackgroundError
 from .capture import CaptureError
 from .config import ConfigError
 from .effects import EffectError
+from .native.library import NativeError
 from .outputs.errors import OutputError
 from .refine import RefineConfigError
 from .service import ServiceError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
-    BackgroundError, CaptureError, ConfigError, EffectError, OutputError, RefineConfigError, ServiceError,
-    TransportError)
+    BackgroundError, CaptureError, ConfigError, EffectError, NativeError, OutputError, RefineConfigError,
+    ServiceError, TransportError)

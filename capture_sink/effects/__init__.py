@@ -57,6 +57,15 @@ class Effect(ABC):
     def apply(self, frame_bgr: np.ndarray) -> np.ndarray:
         """The foreground after the effect: BGR uint8 of the same shape as `frame_bgr`."""
 
+    def composite(self, frame_bgr: np.ndarray, background: np.ndarray, alpha: np.ndarray,
+                  compositor) -> np.ndarray:
+        """The effect's foreground over `background` through `alpha` (the sink's last step).
+
+        An effect with a fused pass (the hologram's native one) overrides this to skip the
+        full-frame foreground in between; the result is the compositor's or the effect's buffer.
+        """
+        return compositor.composite(self.apply(frame_bgr), background, alpha)
+
     def reset(self) -> None:
         """Forget per-stream state (buffers sized for another frame size, animation time)."""
 

@@ -149,6 +149,10 @@ def test_replicas_share_work_scale_up_survive_a_stop_and_down_cleans_up(stack):
     segmenter_logs = stack.compose("logs", "--no-color", "segmenter").stdout
     assert segmenter_logs.count("fused NHWC kernels loaded") == 2, segmenter_logs[-3000:]
     assert "fused kernels unavailable" not in segmenter_logs
+    # The sink image ships its native frame passes prebuilt too (gcc only in the build stage).
+    sink_logs = stack.compose("logs", "--no-color", "sink").stdout
+    assert "native frame passes loaded" in sink_logs, sink_logs[-3000:]
+    assert "native frame passes unavailable" not in sink_logs
 
     stack.compose("up", "-d", "--no-recreate", "--scale", "segmenter=3")
     stats = stack.wait(lambda s: s.get("replicas") == 3 and len(set(_working(s)) - first_two) >= 1,

@@ -1,0 +1,207 @@
+/* The sink's full-frame passes in one native library: the hologram fused with the composite,
+ * and the composite alone.
+ *
+ * Why native: at 1280x720 each OpenCV call is one full pass over 2.7 MB of pixels, and the
+ * hologram plus the composite take eleven of them. Here each output byte is computed once from
+ * its inputs: the tint of the few rows the ghost reads lives in a small ring that stays in
+ * cache, and a row's pixels where the mask is 0 are a copy of the background. The loops are
+ * written so GCC vectorises them (flat byte loops, restrict pointers, 16-bit lanes); this file is
+ * compiled once per x86-64 level (HOLOCAM_ISA = avx512 / avx2 / generic) and the sink picks the
+ * build for its CPU (capture_sink/native/library.py), then keeps it only where it beats OpenCV
+ * (capture_sink/native/choice.py).
+ *
+ * Arithmetic, all integer with rounding (so results do not depend on the build):
+ *   gray   = (1868 B + 9617 G + 4899 R + 8192) >> 14   (BT.601 luma; OpenCV's BGR2GRAY within a level)
+ *   fg     = min(255, f/2 + wa A + wc C + wb B) per byte, rounded, with A, C, B the tint at
+ *            (y-s, x-s), (y, x), (y+s, x+s) and w* the row weights (16-bit fixed point below)
+ *   out    = div255(fg a + bg (255 - a)), div255(v) = (v + 128 + ((v + 128) >> 8)) >> 8
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef HOLOCAM_ISA
+#define HOLOCAM_ISA generic
+#endif
+#define CAT_(a, b) a##_##b
+#define CAT(a, b) CAT_(a, b)
+#define EXPORT(name) __attribute__((visibility("default"))) CAT(name, HOLOCAM_ISA)
+
+#define MAX_WIDTH 8192
+
+/* Grey levels of one BGR row. */
+static void gray_row(const uint8_t *restrict bgr, uint8_t *restrict gray, int width) {
+    for (int x = 0; x < width; x++) {
+        uint32_t b = bgr[3 * x], g = bgr[3 * x + 1], r = bgr[3 * x + 2];
+        gray[x] = (uint8_t)((b * 1868u + g * 9617u + r * 4899u + 8192u) >> 14);
+    }
+}
+
+/* The tint of one frame row: lut[gray] per pixel, written with one 4-byte store per pixel
+ * (B, G, R, 0) whose zero lands on the next pixel and is overwritten by the next store; the
+ * last pixel is stored as 3 bytes, so nothing past the row is touched. */
+static void tint_row(const uint8_t *restrict bgr, const uint32_t *restrict lut4, uint8_t *restrict gray,
+                     uint8_t *restrict dst, int width) {
+    gray_row(bgr, gray, width);
+    for (int x = 0; x < width - 1; x++) {
+        memcpy(dst + 3 * x, lut4 + gray[x], 4);
+    }
+    memcpy(dst + 3 * (width - 1), lut4 + gray[width - 1], 3);
+}
+
+static void make_lut4(const uint8_t *restrict lut, uint32_t *restrict lut4) {
+    for (int i = 0; i < 256; i++) {
+        uint8_t entry[4] = {lut[3 * i], lut[3 * i + 1], lut[3 * i + 2], 0};
+        memcpy(&lut4[i], entry, 4);
+    }
+}
+
+/* Fixed point of the hologram, all in 16-bit lanes (16 bytes per AVX2 multiply):
+ * a byte x is held as X = x << 7 and a weight w < 1 as W = round(w 65536), so
+ * mulhi(X, W) = (X W) >> 16 is x w in 1/128 of a level (truncation error < 1/128 per term).
+ * The sum of the four terms stays below 36000 (0.5 + 0.6 of 255, in 1/128), inside 16 bits. */
+static inline uint16_t mulhi16(uint16_t x, uint16_t w) {
+    return (uint16_t)(((uint32_t)x * (uint32_t)w) >> 16);
+}
+
+static inline uint16_t hologram_value(uint8_t f, uint8_t a, uint8_t c, uint8_t b,
+                                      uint16_t wa, uint16_t wc, uint16_t wb) {
+    uint16_t s = (uint16_t)((uint16_t)f * 64u + mulhi16((uint16_t)(a << 7), wa)
+                            + mulhi16((uint16_t)(c << 7), wc) + mulhi16((uint16_t)(b << 7), wb));
+    s = (uint16_t)((s + 64u) >> 7);
+    return s < 255 ? s : 255;
+}
+
+/* div255 of a 16-bit blend sum (fg a + bg (255 - a) <= 65025): exact rounding in 16 bits. */
+static inline uint8_t div255_16(uint16_t v) {
+    v = (uint16_t)(v + 128u);
+    return (uint8_t)((uint16_t)(v + (v >> 8)) >> 8);
+}
+
+static void holo_blend_row(const uint8_t *restrict f, const uint8_t *restrict pa, const uint8_t *restrict pc,
+                           const uint8_t *restrict pb, const uint8_t *restrict bg, const uint8_t *restrict a3,
+                           uint8_t *restrict out, int n, uint16_t wa, uint16_t wc, uint16_t wb) {
+    for (int i = 0; i < n; i++) {
+        uint16_t fg = hologram_value(f[i], pa[i], pc[i], pb[i], wa, wc, wb);
+        uint16_t a = a3[i];
+        out[i] = div255_16((uint16_t)(fg * a + (uint16_t)bg[i] * (uint16_t)(255u - a)));
+    }
+}
+
+static void holo_row(const uint8_t *restrict f, const uint8_t *restrict pa, const uint8_t *restrict pc,
+                     const uint8_t *restrict pb, uint8_t *restrict out, int n,
+                     uint16_t wa, uint16_t wc, uint16_t wb) {
+    for (int i = 0; i < n; i++) {
+        out[i] = (uint8_t)hologram_value(f[i], pa[i], pc[i], pb[i], wa, wc, wb);
+    }
+}
+
+static void blend_row(const uint8_t *restrict f, const uint8_t *restrict bg, const uint8_t *restrict a3,
+                      uint8_t *restrict out, int n) {
+    for (int i = 0; i < n; i++) {
+        uint16_t a = a3[i];
+        out[i] = div255_16((uint16_t)((uint16_t)f[i] * a + (uint16_t)bg[i] * (uint16_t)(255u - a)));
+    }
+}
+
+static void spread_alpha(const uint8_t *restrict alpha, uint8_t *restrict a3, int width) {
+    for (int x = 0; x < width; x++) {
+        a3[3 * x] = a3[3 * x + 1] = a3[3 * x + 2] = alpha[x];
+    }
+}
+
+/* [*x0, *x1): the columns of an alpha row that are not 0 (empty when the row is all 0).
+ * Eight bytes at a time: most of a frame is background or person, not edge. */
+static void alpha_span(const uint8_t *restrict alpha, int width, int *x0, int *x1) {
+    int lo = 0, hi = width;
+    uint64_t word;
+    while (lo + 8 <= hi && (memcpy(&word, alpha + lo, 8), word == 0)) lo += 8;
+    while (lo < hi && alpha[lo] == 0) lo++;
+    while (hi - 8 >= lo && (memcpy(&word, alpha + hi - 8, 8), word == 0)) hi -= 8;
+    while (hi > lo && alpha[hi - 1] == 0) hi--;
+    *x0 = lo;
+    *x1 = hi;
+}
+
+/* The hologram of `frame` composited over `bg` through `alpha` into `out`; with `bg` NULL the
+ * hologram alone (alpha unused). `lut` is the 256 x 3 BGR tint of each grey level; `weights`
+ * holds three uint16 per output row, the weights (in 1/65536) of the tint at (y-s, x-s),
+ * (y, x) and (y+s, x+s). Returns 0, or -1 when the width is out of range or memory is short. */
+int EXPORT(hc_hologram_composite)(const uint8_t *restrict frame, ptrdiff_t fstride, int height, int width,
+                                  const uint8_t *restrict lut, int shift, const uint16_t *restrict weights,
+                                  const uint8_t *restrict bg, ptrdiff_t bstride,
+                                  const uint8_t *restrict alpha, ptrdiff_t astride,
+                                  uint8_t *restrict out, ptrdiff_t ostride) {
+    if (width < 1 || width > MAX_WIDTH || height < 1 || shift < 0) return -1;
+    const int slots = 2 * shift + 1, s3 = 3 * shift;
+    const size_t row_bytes = (size_t)3 * (size_t)(width + 2 * shift);   /* tint row with a zero border */
+    /* The tint of rows y-s .. y+s, each at slot (row mod slots), plus one zero row for rows
+     * outside the frame (the seed's zero fill of the shifted copies). */
+    uint8_t *ring = calloc((size_t)(slots + 1) * row_bytes, 1);
+    uint8_t *a3 = malloc((size_t)3 * (size_t)width);
+    uint8_t *gray = malloc((size_t)width);
+    uint32_t lut4[256];
+    if (ring == NULL || a3 == NULL || gray == NULL) {
+        free(ring), free(a3), free(gray);
+        return -1;
+    }
+    const uint8_t *zero = ring + (size_t)slots * row_bytes;
+    make_lut4(lut, lut4);
+    for (int r = 0; r < shift && r < height; r++) {
+        tint_row(frame + r * fstride, lut4, gray, ring + (size_t)(r % slots) * row_bytes + s3, width);
+    }
+    for (int y = 0; y < height; y++) {
+        if (y + shift < height) {
+            tint_row(frame + (y + shift) * fstride, lut4, gray,
+                     ring + (size_t)((y + shift) % slots) * row_bytes + s3, width);
+        }
+        const uint8_t *pa = y - shift >= 0 ? ring + (size_t)((y - shift) % slots) * row_bytes : zero;
+        const uint8_t *pc = ring + (size_t)(y % slots) * row_bytes + s3;
+        const uint8_t *pb = (y + shift < height ? ring + (size_t)((y + shift) % slots) * row_bytes : zero) + 2 * s3;
+        const uint16_t *w = weights + 3 * y;
+        const uint8_t *f = frame + y * fstride;
+        uint8_t *o = out + y * ostride;
+        if (bg == NULL) {
+            holo_row(f, pa, pc, pb, o, 3 * width, w[0], w[1], w[2]);
+            continue;
+        }
+        const uint8_t *b = bg + y * bstride;
+        int x0, x1;
+        alpha_span(alpha + y * astride, width, &x0, &x1);
+        memcpy(o, b, (size_t)3 * x0);                                      /* mask 0: background */
+        memcpy(o + 3 * x1, b + 3 * x1, (size_t)3 * (width - x1));
+        if (x1 > x0) {
+            spread_alpha(alpha + y * astride + x0, a3, x1 - x0);
+            int i0 = 3 * x0;
+            holo_blend_row(f + i0, pa + i0, pc + i0, pb + i0, b + i0, a3, o + i0, 3 * (x1 - x0), w[0], w[1], w[2]);
+        }
+    }
+    free(ring), free(a3), free(gray);
+    return 0;
+}
+
+/* out = fg over bg through alpha (uint8, 255 = fg), exact rounding. Returns 0, or -1 as above. */
+int EXPORT(hc_composite)(const uint8_t *restrict fg, ptrdiff_t fstride, int height, int width,
+                         const uint8_t *restrict bg, ptrdiff_t bstride,
+                         const uint8_t *restrict alpha, ptrdiff_t astride,
+                         uint8_t *restrict out, ptrdiff_t ostride) {
+    if (width < 1 || width > MAX_WIDTH || height < 1) return -1;
+    uint8_t *a3 = malloc((size_t)3 * (size_t)width);
+    if (a3 == NULL) return -1;
+    for (int y = 0; y < height; y++) {
+        const uint8_t *f = fg + y * fstride, *b = bg + y * bstride;
+        uint8_t *o = out + y * ostride;
+        int x0, x1;
+        alpha_span(alpha + y * astride, width, &x0, &x1);
+        memcpy(o, b, (size_t)3 * x0);
+        memcpy(o + 3 * x1, b + 3 * x1, (size_t)3 * (width - x1));
+        if (x1 > x0) {
+            spread_alpha(alpha + y * astride + x0, a3, x1 - x0);
+            int i0 = 3 * x0;
+            blend_row(f + i0, b + i0, a3, o + i0, 3 * (x1 - x0));
+        }
+    }
+    free(a3);
+    return 0;
+}

@@ -1,0 +1,215 @@
+"""Load libholocam_frame.so, pick the build for this CPU and call its passes on NumPy arrays.
+
+`load()` returns None (and logs why, once) when the passes are switched off or the library is
+missing and cannot be built; the callers then keep their OpenCV path. Environment:
+    HOLOCAM_SINK_NATIVE=0      never use the native passes; =1 always (no timing against OpenCV)
+    HOLOCAM_SINK_NATIVE_ISA    force a build: avx512, avx2 or generic (benchmarks compare them)
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import platform
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from . import build as native_build
+
+logger = logging.getLogger(__name__)
+
+ENABLE_ENV = "HOLOCAM_SINK_NATIVE"
+ISA_ENV = "HOLOCAM_SINK_NATIVE_ISA"
+MAX_WIDTH = 8192   # frame_ops.c keeps one row of scratch on the stack
+
+# What each x86-64 level needs, as /proc/cpuinfo names the flags.
+_LEVEL_FLAGS = {
+    "avx512": {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl", "avx2", "bmi2", "fma"},
+    "avx2": {"avx2", "bmi1", "bmi2", "fma", "f16c", "movbe"},
+    "generic": set(),
+}
+
+_c_u8 = ctypes.c_void_p
+_c_ssize = ctypes.c_ssize_t
+_c_int = ctypes.c_int
+
+
+class NativeError(RuntimeError):
+    """A bad native-pass setting or call; the message is one line naming the fix."""
+
+
+def cpu_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def best_isa(flags: set[str] | None = None) -> str:
+    """The widest build this CPU runs."""
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return "generic"
+    flags = cpu_flags() if flags is None else flags
+    for isa in ("avx512", "avx2"):
+        if _LEVEL_FLAGS[isa] <= flags:
+            return isa
+    return "generic"
+
+
+def mode() -> str:
+    """"off", "on" (forced) or "auto" (time against OpenCV first), from HOLOCAM_SINK_NATIVE."""
+    value = os.environ.get(ENABLE_ENV, "").strip()
+    if value in ("", "auto"):
+        return "auto"
+    if value in ("0", "1"):
+        return "off" if value == "0" else "on"
+    raise NativeError(f"{ENABLE_ENV}={value!r} is invalid: use 0 (OpenCV only), 1 (native always) or unset (auto)")
+
+
+class FrameOps:
+    """The native passes of one build, called with NumPy arrays (checked before the call)."""
+
+    def __init__(self, lib: ctypes.CDLL, isa: str, path: Path) -> None:
+        self.isa, self.path = isa, path
+        self._hologram = getattr(lib, f"hc_hologram_composite_{isa}")
+        self._hologram.argtypes = [_c_u8, _c_ssize, _c_int, _c_int, _c_u8, _c_int, _c_u8,
+                                   _c_u8, _c_ssize, _c_u8, _c_ssize, _c_u8, _c_ssize]
+        self._composite = getattr(lib, f"hc_composite_{isa}")
+        self._composite.argtypes = [_c_u8, _c_ssize, _c_int, _c_int, _c_u8, _c_ssize, _c_u8, _c_ssize,
+                                    _c_u8, _c_ssize]
+        for fn in (self._hologram, self._composite):
+            fn.restype = ctypes.c_int
+
+    def hologram_composite(self, frame: np.ndarray, lut: np.ndarray, shift: int, weights: np.ndarray,
+                           bg: np.ndarray | None, alpha: np.ndarray | None, out: np.ndarray) -> None:
+        """out = hologram(frame) over bg through alpha (see frame_ops.c); bg None: the hologram alone."""
+        h, w = _bgr(frame, "frame")
+        _bgr(out, "out", (h, w))
+        if lut.shape != (256, 3) or lut.dtype != np.uint8 or not lut.flags.c_contiguous:
+            raise ValueError("hologram_composite needs a C-contiguous uint8 (256, 3) lut")
+        if weights.shape != (h, 3) or weights.dtype != np.uint16 or not weights.flags.c_contiguous:
+            raise ValueError(f"hologram_composite needs C-contiguous uint16 weights of shape ({h}, 3)")
+        if shift < 0:
+            raise ValueError(f"hologram shift {shift} is negative")
+        if bg is None:
+            bg_ptr = alpha_ptr = None
+            bg_stride = alpha_stride = 0
+        else:
+            _bgr(bg, "bg", (h, w))
+            _gray(alpha, "alpha", (h, w))
+            bg_ptr, bg_stride, alpha_ptr, alpha_stride = _ptr(bg), bg.strides[0], _ptr(alpha), alpha.strides[0]
+        _check(self._hologram(_ptr(frame), frame.strides[0], h, w, _ptr(lut), shift, _ptr(weights),
+                              bg_ptr, bg_stride, alpha_ptr, alpha_stride, _ptr(out), out.strides[0]))
+
+    def composite(self, fg: np.ndarray, bg: np.ndarray, alpha: np.ndarray, out: np.ndarray) -> None:
+        h, w = _bgr(fg, "fg")
+        _bgr(bg, "bg", (h, w))
+        _gray(alpha, "alpha", (h, w))
+        _bgr(out, "out", (h, w))
+        _check(self._composite(_ptr(fg), fg.strides[0], h, w, _ptr(bg), bg.strides[0], _ptr(alpha),
+                               alpha.strides[0], _ptr(out), out.strides[0]))
+
+
+def _check(status: int) -> None:
+    if status != 0:
+        raise MemoryError("the native frame pass could not allocate its row buffers")
+
+
+def _ptr(array: np.ndarray) -> int:
+    return array.__array_interface__["data"][0]
+
+
+def _bgr(array: np.ndarray, name: str, shape: tuple[int, int] | None = None) -> tuple[int, int]:
+    """(H, W) of a uint8 (H, W, 3) array whose rows are packed pixels (any row stride)."""
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3 or array.strides[1:] != (3, 1):
+        raise ValueError(f"{name} must be a uint8 (H, W, 3) array with packed rows, got {array.dtype} {array.shape}")
+    h, w = array.shape[:2]
+    if shape is not None and (h, w) != shape:
+        raise ValueError(f"{name} is {w}x{h}, expected {shape[1]}x{shape[0]}")
+    if w > MAX_WIDTH:
+        raise ValueError(f"{name} is {w} pixels wide: the native passes take at most {MAX_WIDTH}")
+    return h, w
+
+
+def _gray(array: np.ndarray | None, name: str, shape: tuple[int, int]) -> None:
+    if array is None or array.dtype != np.uint8 or array.shape != shape or array.strides[1] != 1:
+        got = "None" if array is None else f"{array.dtype} {array.shape}"
+        raise ValueError(f"{name} must be a uint8 {shape} array with packed rows, got {got}")
+
+
+_loaded: FrameOps | None = None
+_load_done = False
+_load_lock = threading.Lock()
+
+
+def load() -> FrameOps | None:
+    """The native passes for this CPU, or None (switched off, or no library and no compiler)."""
+    global _loaded, _load_done
+    with _load_lock:
+        if not _load_done:
+            _loaded, _load_done = _load(), True
+        return _loaded
+
+
+def _load() -> FrameOps | None:
+    if mode() == "off":
+        logger.info("native frame passes off (%s=0): OpenCV only", ENABLE_ENV)
+        return None
+    isa = os.environ.get(ISA_ENV, "").strip() or best_isa()
+    known = [name for name, _ in native_build.variants()]
+    if isa not in known:
+        raise NativeError(f"{ISA_ENV}={isa!r} is not a build of this machine: choose one of {', '.join(known)}")
+    if isa != "generic" and not _LEVEL_FLAGS[isa] <= cpu_flags():
+        raise NativeError(f"{ISA_ENV}={isa} needs CPU flags this CPU lacks "
+                          f"({', '.join(sorted(_LEVEL_FLAGS[isa] - cpu_flags()))}): unset it")
+    try:
+        path = native_build.build()     # a no-op when the cache has it
+        ops = FrameOps(ctypes.CDLL(str(path)), isa, path)
+    except (native_build.NativeBuildError, OSError) as exc:
+        if mode() == "on":
+            raise NativeError(f"{ENABLE_ENV}=1 but the native frame passes cannot load: {exc}") from exc
+        logger.warning("native frame passes unavailable, OpenCV only: %s", exc)
+        return None
+    logger.info("native frame passes loaded (%s build, %s)", isa, path)
+    return ops
+
+
+def accepts(frame: np.ndarray, background: np.ndarray | None, alpha: np.ndarray | None) -> bool:
+    """Whether the native passes take these buffers as they are (else the caller uses OpenCV)."""
+    def packed_bgr(a) -> bool:
+        return (isinstance(a, np.ndarray) and a.dtype == np.uint8 and a.ndim == 3 and a.shape[2] == 3
+                and a.strides[1:] == (3, 1) and a.shape[:2] == frame.shape[:2])
+    if not packed_bgr(frame) or frame.shape[1] > MAX_WIDTH:
+        return False
+    if background is None:
+        return True
+    return (packed_bgr(background) and isinstance(alpha, np.ndarray) and alpha.dtype == np.uint8
+            and alpha.shape == frame.shape[:2] and alpha.strides[1] == 1)
+
+
+def build_for(isa: str) -> FrameOps:
+    """The passes of one named build (tests and benchmarks compare builds on one CPU)."""
+    if isa not in [name for name, _ in native_build.variants()]:
+        raise NativeError(f"no native build {isa!r} on this machine type: choose one of "
+                          f"{', '.join(name for name, _ in native_build.variants())}")
+    path = native_build.build()
+    return FrameOps(ctypes.CDLL(str(path)), isa, path)
+
+
+def runnable_isas() -> list[str]:
+    """The builds this CPU can run, widest first."""
+    flags = cpu_flags()
+    return [isa for isa, _ in native_build.variants() if _LEVEL_FLAGS[isa] <= flags]
+
+
+def forget() -> None:
+    """Load again on the next `load()` (tests that change the environment)."""
+    global _loaded, _load_done
+    with _load_lock:
+        _loaded, _load_done = None, False

@@ -1,0 +1,61 @@
+"""Each native build against the OpenCV path it replaces, on this CPU, on real frames.
+
+Used by `python -m capture_sink.native --time` and bench/bench_native.py. Times are medians of
+interleaved runs (OpenCV, native, OpenCV, ...) in one process, so the ratio holds on a noisy
+machine even where the milliseconds do not.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from capture_sink.composite import Compositor
+from capture_sink.effects import create_effect
+
+from . import choice, library
+
+DEMO = Path(__file__).resolve().parent.parent / "assets" / "demo_person.jpg"
+SIZES = {"720p": (720, 1280), "1080p": (1080, 1920)}
+
+
+def scene(height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A real photo as the frame, a smooth background, and a person-shaped soft alpha."""
+    frame = cv2.resize(cv2.imread(str(DEMO)), (width, height), interpolation=cv2.INTER_AREA)
+    background = cv2.GaussianBlur(frame[:, ::-1].copy(), (0, 0), 9)
+    alpha = np.zeros((height, width), np.uint8)
+    cv2.ellipse(alpha, (width // 2, height), (width // 4, int(height * 0.8)), 0, 0, 360, 255, -1)
+    return frame, background, cv2.GaussianBlur(alpha, (0, 0), 4)
+
+
+def time_builds(isas: list[str], rounds: int = 30) -> list[dict]:
+    """One row per (build, size, pass): OpenCV ms, native ms, speed-up, largest pixel difference."""
+    rows = []
+    cv2.setNumThreads(1)     # as the sink runs OpenCV (capture_sink/app.py)
+    for isa in isas:
+        ops = library.build_for(isa)
+        for label, (h, w) in SIZES.items():
+            frame, background, alpha = scene(h, w)
+            effect, compositor = create_effect("hologram", seed=0), Compositor()
+            effect._prepare(frame)
+            stock_ms, native_ms = choice.time_both(
+                lambda: compositor._composite_opencv_fresh(effect._apply_opencv(frame), background, alpha),
+                lambda: effect._native_composite(ops, frame, background, alpha), rounds)
+            expected = compositor._composite_opencv_fresh(effect._apply_opencv(frame), background, alpha).astype(int)
+            diff = int(np.abs(expected - effect._native_composite(ops, frame, background, alpha)).max())
+            rows.append(_row(isa, label, "hologram+composite", stock_ms, native_ms, diff))
+            foreground, out = effect._apply_opencv(frame).copy(), np.empty_like(frame)
+            stock_ms, native_ms = choice.time_both(
+                lambda: compositor._composite_opencv_fresh(foreground, background, alpha),
+                lambda: ops.composite(foreground, background, alpha, out), rounds)
+            diff = int(np.abs(compositor._composite_opencv_fresh(foreground, background, alpha).astype(int) - out).max())
+            rows.append(_row(isa, label, "composite", stock_ms, native_ms, diff))
+    return rows
+
+
+def _row(isa: str, size: str, op: str, stock_ms: float, native_ms: float, diff: int) -> dict:
+    return {"build": isa, "size": size, "pass": op, "opencv_ms": round(stock_ms, 3),
+            "native_ms": round(native_ms, 3), "speedup": round(stock_ms / native_ms, 2),
+            "max_diff": diff, "chosen": choice.decide(stock_ms, native_ms)}

@@ -1,0 +1,189 @@
+"""The sink's native frame passes (capture_sink/native): same pixels as OpenCV, every build, and
+the never-slower choice."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from capture_sink.composite import Compositor
+from capture_sink.effects import create_effect
+from capture_sink.native import build as native_build
+from capture_sink.native import choice, library
+
+pytestmark = pytest.mark.skipif(native_build.compiler() is None, reason="no C compiler: apt install gcc")
+
+DEMO = "capture_sink/assets/demo_person.jpg"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_choices(monkeypatch):
+    monkeypatch.delenv(library.ENABLE_ENV, raising=False)
+    monkeypatch.delenv(library.ISA_ENV, raising=False)
+    choice.forget()
+    library.forget()
+    yield
+    choice.forget()
+    library.forget()
+
+
+def _scene(height: int, width: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    frame = cv2.resize(cv2.imread(DEMO), (width, height), interpolation=cv2.INTER_AREA)
+    background = rng.integers(0, 256, (height, width, 3), np.uint8)
+    alpha = np.zeros((height, width), np.uint8)
+    alpha[:, width // 4:3 * width // 4] = 255
+    alpha[:, width // 4 - 24:width // 4] = np.linspace(0, 255, 24).astype(np.uint8)   # a soft edge
+    return frame, background, alpha
+
+
+@pytest.mark.parametrize("isa", library.runnable_isas())
+@pytest.mark.parametrize("size", [(720, 1280), (241, 333)])   # odd sizes: tails of every loop
+def test_fused_hologram_matches_the_opencv_path(isa, size):
+    ops = library.build_for(isa)
+    frame, background, alpha = _scene(*size)
+    stock_effect, native_effect = create_effect("hologram", seed=7), create_effect("hologram", seed=7)
+    stock_effect._prepare(frame)
+    native_effect._prepare(frame)
+    np.testing.assert_array_equal(stock_effect.last_gains, native_effect.last_gains)
+    expected = Compositor()._composite_opencv_fresh(stock_effect._apply_opencv(frame), background, alpha)
+    got = native_effect._native_composite(ops, frame, background, alpha)
+    diff = np.abs(expected.astype(int) - got)
+    assert diff.max() <= 2, f"{isa}: the fused pass differs from OpenCV by {diff.max()} levels"
+    assert diff.mean() < 0.5
+    # The hologram alone (no background) matches the effect's own output too.
+    alone = native_effect._native_composite(ops, frame, None, None)
+    assert np.abs(stock_effect._apply_opencv(frame).astype(int) - alone).max() <= 2
+
+
+@pytest.mark.parametrize("isa", library.runnable_isas())
+def test_native_composite_is_the_exact_blend(isa):
+    ops = library.build_for(isa)
+    frame, background, alpha = _scene(181, 257)
+    out = np.empty_like(frame)
+    ops.composite(frame, background, alpha, out)
+    a = alpha[..., None].astype(np.float64) / 255.0
+    exact = frame * a + background * (1.0 - a)
+    assert np.abs(out - exact).max() <= 0.5 + 1e-9      # rounded, never off by a level
+    assert np.abs(Compositor()._composite_opencv_fresh(frame, background, alpha).astype(int) - out).max() <= 1
+
+
+@pytest.mark.parametrize("isa", library.runnable_isas())
+def test_the_tint_is_the_colormap_of_the_luma_with_zero_beyond_the_frame(isa):
+    """With only the centre copy weighted, the pass shows frame/2 + w * lut[gray], and the ghost
+    copies read zeros beyond the frame (the seed's zero fill), never the next row's pixels."""
+    ops = library.build_for(isa)
+    frame, _, _ = _scene(97, 131)
+    lut = np.ascontiguousarray(create_effect("hologram")._full_lut)
+    b, g, r = (frame[..., c].astype(np.int64) for c in range(3))
+    gray = (b * 1868 + g * 9617 + r * 4899 + 8192) >> 14      # frame_ops.c's BT.601 luma
+    assert np.abs(gray - cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)).max() <= 1   # OpenCV's, within a level
+    out = np.empty_like(frame)
+    centre = np.zeros((97, 3), np.uint16)
+    centre[:, 1] = 32768                                        # weight 0.5 on the tint at (y, x)
+    ops.hologram_composite(frame, lut, 5, centre, None, None, out)
+    expected = np.minimum(255, np.rint(frame / 2.0 + lut[gray] / 2.0))
+    assert np.abs(out - expected).max() <= 1
+    behind = np.zeros((97, 3), np.uint16)
+    behind[:, 2] = 65535                                        # all weight on the tint at (y+5, x+5)
+    ops.hologram_composite(frame, lut, 5, behind, None, None, out)
+    edge = np.rint(frame[-5:] / 2.0)                            # rows whose (y+5) is outside the frame
+    assert np.abs(out[-5:] - edge).max() <= 1
+    assert np.abs(out[:, -5:] - np.rint(frame[:, -5:] / 2.0)).max() <= 1   # columns beyond the right edge
+
+
+def test_bad_buffers_are_refused_with_a_clear_error():
+    ops = library.build_for("generic")
+    frame, background, alpha = _scene(64, 96)
+    out = np.empty_like(frame)
+    with pytest.raises(ValueError, match="alpha must be a uint8"):
+        ops.composite(frame, background, alpha.astype(np.float32), out)
+    with pytest.raises(ValueError, match="bg is 48x64, expected 96x64"):
+        ops.composite(frame, background[:, :48], alpha, out)
+    # The sink does not hand such buffers over: it keeps OpenCV for them.
+    assert not library.accepts(frame[:, ::2], background[:, ::2], alpha[:, ::2])
+    assert library.accepts(frame, background, alpha)
+
+
+def test_the_effect_uses_opencv_when_switched_off(monkeypatch):
+    monkeypatch.setenv(library.ENABLE_ENV, "0")
+    frame, background, alpha = _scene(120, 160)
+    switched_off, reference = create_effect("hologram", seed=3), create_effect("hologram", seed=3)
+    got = switched_off.composite(frame, background, alpha, Compositor()).copy()
+    expected = Compositor().composite(reference.apply(frame), background, alpha)
+    np.testing.assert_array_equal(got, expected)
+    assert choice.decisions() == {}
+
+
+def test_forced_on_skips_the_timing_and_uses_the_native_pass(monkeypatch):
+    monkeypatch.setenv(library.ENABLE_ENV, "1")
+    frame, background, alpha = _scene(120, 160)
+    effect = create_effect("hologram", seed=3)
+    out = effect.composite(frame, background, alpha, Compositor())
+    assert out is effect._native_out
+    assert choice.decisions() == {f"hologram+composite 160x120 {library.load().isa}": True}
+
+
+def test_bad_settings_fail_with_one_line_naming_the_fix(monkeypatch):
+    monkeypatch.setenv(library.ENABLE_ENV, "yes")
+    with pytest.raises(library.NativeError, match="use 0 .* 1 .* or unset"):
+        library.load()
+    library.forget()
+    monkeypatch.setenv(library.ENABLE_ENV, "1")
+    monkeypatch.setenv(library.ISA_ENV, "sse9")
+    with pytest.raises(library.NativeError, match="choose one of"):
+        library.load()
+
+
+def test_a_failed_build_falls_back_to_opencv_unless_forced(monkeypatch, tmp_path, caplog):
+    monkeypatch.setenv("HOLOCAM_CACHE_DIR", str(tmp_path))      # nothing built there yet
+    monkeypatch.setenv("CC", "/bin/false")
+    monkeypatch.setattr(native_build.shutil, "which", lambda name: "/bin/false" if name == "/bin/false" else None)
+    with caplog.at_level(logging.WARNING, logger="capture_sink.native.library"):
+        assert library.load() is None
+    assert "apt install gcc" in caplog.text and "HOLOCAM_SINK_NATIVE=0" in caplog.text
+    library.forget()
+    monkeypatch.setenv(library.ENABLE_ENV, "1")
+    with pytest.raises(library.NativeError, match="cannot load"):
+        library.load()
+
+
+def test_decide_takes_the_strictly_faster_path():
+    assert choice.decide(stock_ms=5.6, native_ms=2.1) is True
+    assert choice.decide(stock_ms=2.0, native_ms=2.1) is False
+    assert choice.decide(stock_ms=2.0, native_ms=2.0) is False     # a tie keeps OpenCV
+
+
+@pytest.mark.parametrize("native_s, chosen", [(0.001, True), (0.008, False)])
+def test_the_first_frame_times_both_paths_and_logs_one_line(monkeypatch, caplog, native_s, chosen):
+    calls = {"stock": 0, "native": 0}
+
+    def stock():
+        calls["stock"] += 1
+        time.sleep(0.004)
+
+    def native():
+        calls["native"] += 1
+        time.sleep(native_s)
+
+    with caplog.at_level(logging.INFO, logger="capture_sink.native.choice"):
+        assert choice.use_native("composite", (720, 1280), "avx2", stock, native) is chosen
+        assert choice.use_native("composite", (720, 1280), "avx2", stock, native) is chosen  # kept
+    assert calls == {"stock": choice.ROUNDS + 1, "native": choice.ROUNDS + 1}    # timed once
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "1280x720" in lines[0] and "OpenCV" in lines[0]
+    assert lines[0].endswith("native" if chosen else "OpenCV")
+
+
+def test_the_sink_takes_the_faster_path_on_real_frames():
+    ops = library.load()
+    assert ops is not None and ops.isa == library.best_isa()
+    frame, background, alpha = _scene(360, 640)
+    effect, compositor = create_effect("hologram", seed=1), Compositor()
+    effect.composite(frame, background, alpha, compositor)
+    made = choice.decisions()
+    assert set(made) >= {f"hologram+composite 640x360 {ops.isa}"}
