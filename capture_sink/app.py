@@ -232,7 +232,9 @@ class SinkApp:
         foreground = None
         newest = dispatcher.latest()
         fps = self.source.fps if self.source is not None else c.fps
-        if overlap_effect(stats.stage_ms, newest.inference_ms if newest else None, fps):
+        # (An effect fused with the composite never runs ahead: its fused pass is the cheaper one.)
+        inference_ms = newest.inference_ms if newest else None
+        if not self.effect.fuses_composite and overlap_effect(stats.stage_ms, inference_ms, fps):
             with stats.stage("effect"):
                 foreground = self.effect.apply(frame.image)
         with stats.stage("wait"):

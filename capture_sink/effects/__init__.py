@@ -57,6 +57,12 @@ class Effect(ABC):
     def apply(self, frame_bgr: np.ndarray) -> np.ndarray:
         """The foreground after the effect: BGR uint8 of the same shape as `frame_bgr`."""
 
+    @property
+    def fuses_composite(self) -> bool:
+        """True while `composite` runs the effect and the blend as one pass (then the sink does
+        not run the effect on its own ahead of the mask: that would cost the fused pass)."""
+        return False
+
     def composite(self, frame_bgr: np.ndarray, background: np.ndarray, alpha: np.ndarray,
                   compositor) -> np.ndarray:
         """The effect's foreground over `background` through `alpha` (the sink's last step).

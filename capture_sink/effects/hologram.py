@@ -155,6 +155,11 @@ class Hologram(Effect):
         cv2.merge(self._ghost_planes, dst=self._ghost)
         return cv2.addWeighted(frame_bgr, 0.5, self._ghost, 0.6, 0.0, dst=self._out)
 
+    @property
+    def fuses_composite(self) -> bool:
+        ops = library.load()
+        return ops is not None and self._shape is not None and choice.chosen("hologram+composite", self._shape, ops.isa)
+
     def composite(self, frame_bgr: np.ndarray, background: np.ndarray, alpha: np.ndarray,
                   compositor) -> np.ndarray:
         """The hologram over the background in one native pass where that is faster on this CPU.

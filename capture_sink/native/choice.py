@@ -70,6 +70,12 @@ def use_native(op: str, size: tuple[int, int], isa: str, stock: Callable[[], obj
     return choice
 
 
+def chosen(op: str, size: tuple[int, int], isa: str) -> bool:
+    """True when pass `op` was timed (or forced) at `size` and runs natively."""
+    with _lock:
+        return _decisions.get((op, size, isa), False)
+
+
 def decisions() -> dict[str, bool]:
     """What was chosen so far, e.g. {"hologram+composite 1280x720 avx2": True} (for the page and bench)."""
     with _lock:

@@ -116,15 +116,16 @@ def test_the_effect_uses_opencv_when_switched_off(monkeypatch):
     got = switched_off.composite(frame, background, alpha, Compositor()).copy()
     expected = Compositor().composite(reference.apply(frame), background, alpha)
     np.testing.assert_array_equal(got, expected)
-    assert choice.decisions() == {}
+    assert choice.decisions() == {} and not switched_off.fuses_composite
 
 
 def test_forced_on_skips_the_timing_and_uses_the_native_pass(monkeypatch):
     monkeypatch.setenv(library.ENABLE_ENV, "1")
     frame, background, alpha = _scene(120, 160)
     effect = create_effect("hologram", seed=3)
+    assert not effect.fuses_composite               # nothing decided before the first frame
     out = effect.composite(frame, background, alpha, Compositor())
-    assert out is effect._native_out
+    assert out is effect._native_out and effect.fuses_composite
     assert choice.decisions() == {f"hologram+composite 160x120 {library.load().isa}": True}
 
 
