@@ -34,6 +34,8 @@ import cv2
 import msgpack
 import numpy as np
 
+from .geometry import RESIZE_MODES
+
 PROTOCOL_VERSION = 2  # 2: hello says the replica's device
 
 HELLO = "hello"
@@ -53,7 +55,6 @@ ERROR_CODES = (ERR_BAD_REQUEST, ERR_BUSY, ERR_DRAINING, ERR_UNKNOWN_REPLICA, ERR
 
 FRAME_ENCODINGS = ("raw", "jpeg")
 MASK_ENCODINGS = ("raw", "png")
-RESIZE_MODES = ("stretch", "fit")
 
 MAX_SIDE = 1024                 # model inputs are small (256, 320); frames are prepared before sending
 MAX_FRAME_BYTES = MAX_SIDE * MAX_SIDE * 3
@@ -230,6 +231,16 @@ def decode(payload: bytes) -> Message:
         raise ProtocolError(f"unknown message kind {kind!r}")
     _validate(cls, body)
     return cls(**{name: body[name] for name in _FIELDS_OF[cls]})
+
+
+def decode_parts(parts: list[bytes]) -> Message:
+    """The one message of a received multipart (a socket's `recv` parts after any identity).
+
+    Every holocam message is exactly one payload part; ProtocolError otherwise or if it is off-protocol.
+    """
+    if len(parts) != 1:
+        raise ProtocolError(f"{len(parts)} frames instead of 1")
+    return decode(parts[0])
 
 
 def request_pixels(request: SegmentRequest) -> np.ndarray:
