@@ -620,6 +620,4 @@ def _fits(rgb: np.ndarray, spec: InputSpec) -> bool:
     if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         return False
     h, w = rgb.shape[:2]
-    if spec.resize == "stretch":
-        return (w, h) == (spec.width, spec.height)
-    return max(w, h) == max(spec.width, spec.height)   # "fit": longer side scaled, aspect kept
+    return spec.accepts(w, h)

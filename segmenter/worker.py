@@ -375,9 +375,7 @@ class Worker:
             self._reply_error(link, ERR_BUSY, f"capacity is {self.capacity}", request.seq)
             return
         spec, w, h = self.spec, request.width, request.height
-        fits = (w, h) == (spec.width, spec.height) if spec.resize == "stretch" \
-            else max(w, h) == max(spec.width, spec.height)
-        if not fits:
+        if not spec.accepts(w, h):
             self.counts["bad_messages"] += 1
             self._warn.warning("size", "W: frame %d is %dx%d but this replica takes %dx%d (%s)",
                                request.seq, w, h, spec.width, spec.height, spec.resize)
