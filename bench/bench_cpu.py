@@ -35,7 +35,6 @@ import json
 import logging
 import math
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -52,6 +51,7 @@ if str(REPO) not in sys.path:
 
 from bench import machine  # noqa: E402
 from bench.child import LineChild  # noqa: E402
+from bench.harness import free_port  # noqa: E402
 from capture_sink.outputs.base import Output  # noqa: E402
 from capture_sink.outputs.yuv import BgrToYuyv  # noqa: E402
 
@@ -121,12 +121,6 @@ def thread_cpu_seconds(pid: int | str = "self") -> dict[int, float]:
     return out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # ---- the children ---------------------------------------------------------------------------------
 class YuyvOutput(Output):
     """The v4l2 writer's per-frame work without a device: BGR -> YUYV into a reused buffer."""
@@ -157,7 +151,7 @@ class OursChild:
         self.log = log
         config = validate(SinkConfig(source=video, width=width, height=height, fps=FPS, outputs=["null"],
                                      http=False, segmenting="on", with_segmenter=True,
-                                     bind=[f"tcp://127.0.0.1:{_free_port()}"],
+                                     bind=[f"tcp://127.0.0.1:{free_port()}"],
                                      **json.loads(os.environ.get(OVERRIDES_ENV, "{}"))))
         self.segmenter = start_local_segmenter(config)
         self.app = app = SinkApp(config)

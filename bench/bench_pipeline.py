@@ -41,7 +41,6 @@ import json
 import logging
 import math
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -60,6 +59,7 @@ if str(REPO) not in sys.path:
 
 from bench import machine  # noqa: E402
 from bench.child import LineChild  # noqa: E402
+from bench.harness import free_port  # noqa: E402
 from capture_sink.capture import Frame, Source, scale_to_fill  # noqa: E402
 from capture_sink.outputs.base import Output  # noqa: E402
 from capture_sink.outputs.yuv import BgrToI420  # noqa: E402
@@ -187,12 +187,6 @@ def distribution(values: list[float]) -> dict[str, float]:
             "mean": round(float(a.mean()), 3), "max": round(float(a.max()), 3)}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # ---- the two pipelines (run inside child processes) ----------------------------------------------
 _SEQ = itertools.count(1)   # the dispatcher needs frame numbers that only grow
 
@@ -206,7 +200,7 @@ class OursPipeline:
         from capture_sink.outputs.steady import SteadyWriter
 
         self.bank = bank
-        endpoint = f"tcp://127.0.0.1:{_free_port()}"
+        endpoint = f"tcp://127.0.0.1:{free_port()}"
         config = SinkConfig(source="bench", width=WIDTH, height=HEIGHT, fps=CAMERA_FPS, bind=[endpoint],
                             outputs=["bench-i420"], http=False, segmenting="on")
         self.app = SinkApp(config)

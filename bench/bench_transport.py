@@ -32,17 +32,14 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-for path in (REPO, REPO / "tests"):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 
 from bench import machine  # noqa: E402
+from bench.harness import SegmenterLauncher, TcpProxy, free_port, photo, wait_for_replicas, wait_until  # noqa: E402
 from capture_sink.dispatch import Dispatcher  # noqa: E402
-from helpers_transport import (SegmenterLauncher, TcpProxy, free_port, photo, wait_for_replicas,  # noqa: E402
-                               wait_until)
-from shared.keys import make_keys  # noqa: E402
+from shared.keys import make_keys, sink_keys  # noqa: E402
 from shared.resize import prepare_input  # noqa: E402
-from shared.transport import sink_keys  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 RAW_720P_BYTES = 1280 * 720 * 3

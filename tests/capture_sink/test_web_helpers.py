@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -23,17 +22,12 @@ import cv2
 import numpy as np
 import pytest
 
+from bench.harness import free_port
 from capture_sink.app import SinkApp
 from capture_sink.config import SinkConfig, validate
 
 START_TIMEOUT_S = 60.0
 WIDTH, HEIGHT, FPS = 640, 360, 15.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def weights_missing_reason() -> str | None:
