@@ -33,6 +33,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_process(popen: subprocess.Popen, timeout_s: float = STOP_TIMEOUT_S) -> None:
+    """SIGTERM a child, then SIGKILL it if it has not exited within `timeout_s`."""
+    popen.terminate()
+    try:
+        popen.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        popen.kill()
+        popen.wait()
+
+
 def wait_until(condition, timeout_s: float, what: str, poll_s: float = 0.01) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
