@@ -4,22 +4,20 @@
 mask back to frame size. The sink's frame path uses `prepare_input` (capture_sink.app); the
 segmenter's own tools use both (`python -m segmenter mask`, segmenter.mask_image, and the device
 check in segmenter.device), so a mask made offline matches one made in the pipeline. The size
-rule itself is `shared.geometry.InputSpec.input_size`. Both copy what the models' own pipelines do, because masks change
-measurably with the resampling rule (see tests/shared/test_resize.py):
+rule itself is `shared.geometry.InputSpec.input_size`. Both copy what the models' own pipelines
+do, because masks change measurably with the resampling rule (see tests/shared/test_resize.py;
+the timings and errors behind each choice are in docs/resize.md):
 
 - "stretch" (MediaPipe selfie models): MediaPipe warps the frame onto the model grid with
   `src = dst * W / w` (corner-aligned, no half-pixel offset), bilinear, edges replicated, rounded
-  to uint8. `cv2.warpAffine` with that matrix does exactly this; OpenCV 5 computes its sample
-  positions in floating point (within 1 grey level of an exact float computation, any geometry),
-  and it takes ~0.2 ms (256x144) / ~0.35 ms (256x256) from a 720p frame on one core. `cv2.remap`
-  with cached fixed-point maps is ~30% faster but rounds positions to 1/32 pixel, up to 7 grey
-  levels off on sharp edges for geometries like 1000x700, so it is not used.
+  to uint8. `cv2.warpAffine` with that matrix does exactly this, with sample positions in
+  floating point. `cv2.remap` with cached fixed-point maps would be faster but rounds positions
+  to 1/32 pixel, which moves sharp edges by several grey levels, so it is not used.
 - "fit" (ICNet): the longer side goes to max(spec.width, spec.height), aspect kept, sizes
   truncated, `cv2.resize` INTER_LINEAR, as in Human-Segmentation-PyTorch's own preprocessing
-  (INTER_AREA would antialias better but costs ~1 ms at 720p and is not what the weights saw).
+  (INTER_AREA would antialias better, but costs more and is not what the weights saw).
 - back to the frame: plain `cv2.resize` INTER_LINEAR (half-pixel centres), as MediaPipe does.
 """
-
 from __future__ import annotations
 
 import logging
