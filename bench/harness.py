@@ -43,9 +43,13 @@ def stop_process(popen: subprocess.Popen, timeout_s: float = STOP_TIMEOUT_S) -> 
         popen.wait()
 
 
-def wait_until(condition, timeout_s: float, what: str, poll_s: float = 0.01) -> None:
+def wait_until(condition, timeout_s: float, what: str, poll_s: float = 0.01):
+    """Poll `condition` until it returns something true, and return that; AssertionError on timeout."""
     deadline = time.monotonic() + timeout_s
-    while not condition():
+    while True:
+        value = condition()
+        if value:
+            return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s:.1f} s waiting for {what}")
         time.sleep(poll_s)

@@ -11,7 +11,6 @@ import json
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ import numpy as np
 import pytest
 
 from bench.harness import free_port
+from bench.harness import wait_until as harness_wait_until
 from capture_sink.app import SinkApp
 from capture_sink.config import SinkConfig, validate
 
@@ -117,14 +117,8 @@ def http_request(base: str, method: str, path: str, body: Any = None, *, headers
 
 
 def wait_until(predicate, timeout_s: float, what: str, interval_s: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(interval_s)
+    """bench.harness.wait_until at a gentler poll: each try here is an HTTP request."""
+    return harness_wait_until(predicate, timeout_s, what, poll_s=interval_s)
 
 
 @contextlib.contextmanager

@@ -20,7 +20,7 @@ from typing import Iterator
 
 import pytest
 
-from bench.harness import free_port
+from bench.harness import free_port, wait_until
 
 CHROMIUM = os.environ.get("HOLOCAM_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("HOLOCAM_CHROMEDRIVER", "/usr/bin/chromedriver")
@@ -139,14 +139,8 @@ return {grey: grey, tint: tint / n, width: img.naturalWidth};
 
 
 def _wait(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.1)
+    """bench.harness.wait_until at a browser's pace: each try runs a script in the page."""
+    return wait_until(predicate, timeout_s, what, poll_s=0.1)
 
 
 def test_page_shows_a_live_preview_and_changes_the_effect(sink: tuple[str, str], browser) -> None:
