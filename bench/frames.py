@@ -22,14 +22,19 @@ VIDEO_FRAMES = 150                 # a 5 s loop
 
 
 def photo(name: str) -> np.ndarray:
-    """A BGR test photo: "demo" (the sink's demo person), "hopper" (Grace Hopper), or a skimage.data name."""
+    """A BGR uint8 test photo: "demo" (the sink's demo person), "hopper" or "grace_hopper" (matplotlib's
+    Grace Hopper), or a skimage.data picture (astronaut, camera; coffee, chelsea, rocket), grey made
+    three-channel."""
     if name == "demo":
         return cv2.imread(str(DEMO_PERSON), cv2.IMREAD_COLOR)
-    if name == "hopper":
+    if name in ("hopper", "grace_hopper"):
         import matplotlib
         return cv2.imread(str(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"))
     from skimage import data
-    return cv2.cvtColor(getattr(data, name)(), cv2.COLOR_RGB2BGR)
+    image = getattr(data, name)()
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    return cv2.cvtColor(image[..., :3], cv2.COLOR_RGB2BGR)
 
 
 def moving_frame(picture: np.ndarray, i: int, n: int) -> np.ndarray:

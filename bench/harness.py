@@ -56,15 +56,11 @@ def wait_until(condition, timeout_s: float, what: str, poll_s: float = 0.01):
 
 
 def photo(name: str) -> np.ndarray:
-    """An RGB uint8 test photo: astronaut, camera, grace_hopper (people); coffee, chelsea, rocket."""
-    import skimage.data
-    if name == "grace_hopper":
-        import matplotlib.cbook
-        import cv2
-        path = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
-        return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
-    image = getattr(skimage.data, name)()
-    return np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image[..., :3]
+    """An RGB uint8 test photo (`bench.frames.photo`, in the order the models take)."""
+    import cv2
+
+    from bench.frames import photo as bgr_photo
+    return cv2.cvtColor(bgr_photo(name), cv2.COLOR_BGR2RGB)
 
 
 # -- segmenter processes ------------------------------------------------------------------------------
