@@ -20,7 +20,8 @@ slow). A new or changed field means a new version: `decode` rejects unknown vers
 keys rather than guessing. Every size is bounded (`MAX_SIDE`), a raw payload must be exactly
 w*h*c bytes, and a JPEG/PNG header is read before decoding so a small file can never claim a huge
 image. `MAX_REQUEST_BYTES` / `MAX_REPLY_BYTES` are the sockets' `zmq.MAXMSGSIZE`, so libzmq
-refuses anything bigger before allocating it.
+refuses anything bigger before allocating it. (One job, about 400 lines: the wire format and
+every check on it stay together, so no message reaches either service half-validated.)
 """
 
 from __future__ import annotations
