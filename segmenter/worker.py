@@ -95,8 +95,8 @@ class Worker:
         connect: sink endpoints to connect to.
         bind: endpoints to bind, for sinks that connect to us.
         capacity: frames in flight this replica accepts per sink.
-        curve: this replica's keys (`shared.transport.replica_keys`) or None for plain text.
-        insecure / compose_network: the plain-text rule (see shared.transport).
+        curve: this replica's keys (`shared.keys.replica_keys`) or None for plain text.
+        insecure / compose_network: the plain-text rule (see shared.security).
         replica_id: the name the sink logs and counts us under.
         heartbeat_interval_s / heartbeat_liveness: our heartbeat period, and missed beats before
             the sink counts as gone.
