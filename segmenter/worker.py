@@ -39,9 +39,12 @@ from shared import protocol
 from shared.protocol import (ERR_BAD_REQUEST, ERR_BUSY, ERR_DRAINING, ERR_REFUSED, ERR_UNKNOWN_REPLICA,
                              MAX_TEXT, Error, Goodbye, Heartbeat, Hello, ProtocolError, SegmentRequest)
 from shared.health import LivenessFile
-from shared.transport import (DEFAULT_REPLICA_KEY_NAME, GOODBYE_LINGER_MS, HEARTBEAT_INTERVAL_S,
-                              HEARTBEAT_LIVENESS, CurveKeys, RateLimitedLog, ReplicaSocket, TransportError,
-                              check_plain_text, compose_network_from_env, parse_endpoint, replica_keys)
+from shared.errors import TransportError
+from shared.heartbeat import HEARTBEAT_INTERVAL_S, HEARTBEAT_LIVENESS, peer_lifetime
+from shared.keys import DEFAULT_REPLICA_KEY_NAME, CurveKeys, replica_keys
+from shared.ratelog import RateLimitedLog
+from shared.security import check_links, compose_network_from_env
+from shared.transport import GOODBYE_LINGER_MS, ReplicaSocket
 
 from .model import DEFAULT_MODEL, MODEL_NAMES, ModelError, SegmentationModel, create_model
 from .device import load_device_model, resolve_device
@@ -68,7 +71,7 @@ class Link:
     registered: bool = False               # the sink has answered since our last (re)connect
     generation: int = 0                    # bumps on reconnect: results for an older session are dropped
     last_heard: float = 0.0
-    peer_lifetime_s: float = HEARTBEAT_INTERVAL_S * HEARTBEAT_LIVENESS
+    peer_lifetime_s: float = peer_lifetime(HEARTBEAT_INTERVAL_S, HEARTBEAT_LIVENESS)
     next_beat: float = 0.0
     reconnect_at: float | None = None
     backoff_s: float = RECONNECT_MIN_S
@@ -92,8 +95,8 @@ class Worker:
         connect: sink endpoints to connect to.
         bind: endpoints to bind, for sinks that connect to us.
         capacity: frames in flight this replica accepts per sink.
-        curve: this replica's keys (`shared.transport.replica_keys`) or None for plain text.
-        insecure / compose_network: the plain-text rule (see shared.transport).
+        curve: this replica's keys (`shared.keys.replica_keys`) or None for plain text.
+        insecure / compose_network: the plain-text rule (see shared.security).
         replica_id: the name the sink logs and counts us under.
         heartbeat_interval_s / heartbeat_liveness: our heartbeat period, and missed beats before
             the sink counts as gone.
@@ -114,8 +117,7 @@ class Worker:
                                  f"(default {DEFAULT_CAPACITY})")
         if not connect and not bind:
             raise TransportError(f"no sink to serve: give --connect {DEFAULT_CONNECT} or --bind tcp://*:5556")
-        endpoints = [parse_endpoint(e, bind=False) for e in connect] + [parse_endpoint(e, bind=True) for e in bind]
-        check_plain_text(endpoints, curve=curve, insecure=insecure, compose_network=compose_network)
+        check_links(connect=connect, bind=bind, curve=curve, insecure=insecure, compose_network=compose_network)
         self.model = model
         self.spec: InputSpec = model.input_spec
         self.capacity = capacity
@@ -312,11 +314,8 @@ class Worker:
         self._warn.warning(f"bad:{link.endpoint}", "W: dropped a bad message from %s: %s", link.endpoint, why)
 
     def _handle(self, link: Link, parts: list[bytes], now: float) -> None:
-        if len(parts) != 1:
-            self._bad(link, f"{len(parts)} frames instead of 1")
-            return
         try:
-            message = protocol.decode(parts[0])
+            message = protocol.decode_parts(parts)
         except ProtocolError as exc:
             self._bad(link, str(exc))
             return
@@ -327,8 +326,8 @@ class Worker:
             link.registered = True
             link.backoff_s = RECONNECT_MIN_S
             if isinstance(message, Heartbeat):
-                link.peer_lifetime_s = self.heartbeat_liveness * max(self.heartbeat_interval_s,
-                                                                     message.interval_ms / 1000.0)
+                link.peer_lifetime_s = peer_lifetime(self.heartbeat_interval_s, self.heartbeat_liveness,
+                                                     message.interval_ms)
             else:
                 self._on_request(link, message, now)
         elif isinstance(message, Error):
@@ -376,9 +375,7 @@ class Worker:
             self._reply_error(link, ERR_BUSY, f"capacity is {self.capacity}", request.seq)
             return
         spec, w, h = self.spec, request.width, request.height
-        fits = (w, h) == (spec.width, spec.height) if spec.resize == "stretch" \
-            else max(w, h) == max(spec.width, spec.height)
-        if not fits:
+        if not spec.accepts(w, h):
             self.counts["bad_messages"] += 1
             self._warn.warning("size", "W: frame %d is %dx%d but this replica takes %dx%d (%s)",
                                request.seq, w, h, spec.width, spec.height, spec.resize)
@@ -551,8 +548,8 @@ def run(args: argparse.Namespace) -> int:
                                  f"(default {DEFAULT_CAPACITY})")
         curve = _curve_from_args(args)
         # Endpoints, keys and numbers fail before the (slow) model load.
-        endpoints = [parse_endpoint(e, bind=False) for e in connect] + [parse_endpoint(e, bind=True) for e in bind]
-        check_plain_text(endpoints, curve=curve, insecure=args.insecure, compose_network=args.compose_network)
+        check_links(connect=connect, bind=bind, curve=curve, insecure=args.insecure,
+                    compose_network=args.compose_network)
         device = resolve_device(args.device)   # one line naming the fix, before the slow model load
         if device.type == "cpu":   # the CPU's own fastest path (traced graph, fused kernels)
             model = create_model(args.model, weights=args.weights, cache_dir=args.cache_dir, threads=args.threads)
