@@ -79,7 +79,11 @@ def test_a_batch_gives_the_masks_of_single_passes(device_model, photos):
     batch = device_model.segment_batch(photos)
     assert len(batch) == len(photos)
     for mask, photo in zip(batch, photos):
-        assert np.array_equal(mask, device_model.segment(photo))
+        single = device_model.segment(photo)
+        # oneDNN picks other convolution kernels for a batch on some CPUs (AVX-512 here): the
+        # float sums round differently, so a few pixels may move by one level, never more.
+        assert np.abs(mask.astype(int) - single).max() <= 1
+        assert np.count_nonzero(mask != single) <= mask.size // 1000
 
 
 def test_every_tensor_of_the_net_follows_the_device():
