@@ -7,7 +7,9 @@
 
 Parts (each writes its own JSON + PNG into bench/results/, see bench/README.md):
 cpu (bench_cpu: CPU ms per output frame of sink + segmenter at a paced 30 fps MJPEG source, vs
-the seed's loop: the headline figures), model (bench_model: torch port vs LiteRT), kernels
+the seed's loop: the headline figures), cpu_avx2 (the same on an AVX-512 CPU with the native
+builds forced to AVX2, the common CPU; skipped elsewhere), native (bench_native: the sink's native
+passes per build vs OpenCV), model (bench_model: torch port vs LiteRT), kernels
 (bench_kernels: every fused-kernel build this CPU runs vs stock ops and LiteRT), sink
 (bench_sink: sink stages vs the seed's), pipeline (bench_pipeline: whole pipeline vs the seed's
 loop, latency, memory, profiles), transport (bench_transport: replica scaling, bytes on the wire),
@@ -42,7 +44,9 @@ from bench import machine, targets  # noqa: E402
 logger = logging.getLogger("bench")
 
 RESULTS = REPO / "bench" / "results"
-PARTS = ("cpu", "model", "kernels", "sink", "pipeline", "transport", "gpu")
+PARTS = ("cpu", "cpu_avx2", "model", "kernels", "native", "sink", "pipeline", "transport", "gpu")
+# Both native builds forced to AVX2: on an AVX-512 CPU, the figures of the CPUs most users have.
+AVX2_ENV = {"HOLOCAM_KERNELS_ISA": "avx2", "HOLOCAM_SINK_NATIVE_ISA": "avx2"}
 CPU_CONFIGS = ("720p_hologram", "720p_none", "1080p_hologram", "1080p_none")
 TARGETS = targets.SUMMARY
 
@@ -81,7 +85,7 @@ class Progress:
             self._bar.close()
 
 
-def _run_isolated(name: str, quick: bool, log: Path) -> dict:
+def _run_isolated(name: str, quick: bool, log: Path, code: str | None = None, env: dict | None = None) -> dict:
     """Run bench_<name>.run() in a fresh Python and read the JSON it wrote.
 
     Each part gets its own process: a part may tune its process (bench_model sets glibc's malloc
@@ -90,12 +94,12 @@ def _run_isolated(name: str, quick: bool, log: Path) -> dict:
     """
     out = RESULTS / f"{name}.json"
     started = time.time()
-    code = f"from bench import bench_{name} as part; part.run(quick={quick!r})"
+    code = code or f"from bench import bench_{name} as part; part.run(quick={quick!r})"
     with log.open("a") as log_file:
         log_file.write(f"\n==== {name} ====\n")
         log_file.flush()
         proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT,
-                              env={**os.environ, "PYTHONPATH": str(REPO)})
+                              env={**os.environ, **(env or {}), "PYTHONPATH": str(REPO)})
     if proc.returncode != 0:
         raise RuntimeError(f"bench_{name} exited with {proc.returncode} (its output is in {log})")
     if not out.exists() or out.stat().st_mtime < started:
@@ -107,6 +111,12 @@ def _run_part(name: str, quick: bool, profile: bool, progress: Progress, log: Pa
     if name == "pipeline":   # this process only drives the pipeline's own child processes
         from bench import bench_pipeline
         return bench_pipeline.run(quick=quick, profile=profile, progress=progress.step)
+    if name == "cpu_avx2":
+        if not machine.describe()["avx512f"]:
+            return {"skipped": "this CPU has no AVX-512: the cpu part already ran the AVX2 builds"}
+        code = (f"from bench import bench_cpu as part; part.run(quick={quick!r}, seed=False, extras=False, "
+                f"out_name='cpu_avx2', profile=False)")
+        return _run_isolated(name, quick, log, code=code, env=AVX2_ENV)
     return _run_isolated(name, quick, log)
 
 
@@ -135,14 +145,17 @@ def _round(value: object, digits: int = 3) -> object:
 
 def headline(results: dict[str, dict | None]) -> dict:
     """The summary figures, each taken from this run's part results."""
-    cpu, model, kernels, sink, pipeline, transport = (
-        results.get(p) for p in ("cpu", "model", "kernels", "sink", "pipeline", "transport"))
+    cpu, model, kernels, sink, pipeline, transport, native = (
+        results.get(p) for p in ("cpu", "model", "kernels", "sink", "pipeline", "transport", "native"))
+    cpu_avx2 = results.get("cpu_avx2") if not (results.get("cpu_avx2") or {}).get("skipped") else None
     general_1t = lambda r: next(c for c in r["cases"] if c["model"] == "selfie" and c["threads"] == 1)  # noqa: E731
     sink_720 = lambda r: next(s for s in r["sizes"] if s["size"] == "1280x720")  # noqa: E731
     figures = {
         **{f"cpu_ms_per_frame_{k}": _dig(cpu, lambda r, k=k: r["configs"][k]["cpu_ms_per_frame"]) for k in CPU_CONFIGS},
         **{f"cpu_core_pct_{k}": _dig(cpu, lambda r, k=k: r["configs"][k]["core_pct"]) for k in CPU_CONFIGS},
         **{f"seed_cpu_ms_per_frame_{k}": _dig(cpu, lambda r, k=k: r["configs"][k]["seed_cpu_ms_per_frame"])
+           for k in CPU_CONFIGS},
+        **{f"cpu_ms_per_frame_{k}_avx2": _dig(cpu_avx2, lambda r, k=k: r["configs"][k]["cpu_ms_per_frame"])
            for k in CPU_CONFIGS},
         "cpu_worst_ratio_vs_seed": _dig(cpu, lambda r: max(r["configs"][k]["ratio_vs_seed"] for k in CPU_CONFIGS)),
         "torch_over_litert": _dig(model, lambda r: general_1t(r)["ratio_fast_to_litert"]),
@@ -178,6 +191,11 @@ def headline(results: dict[str, dict | None]) -> dict:
         "peak_rss_mb": _dig(pipeline, lambda r: {k: v["VmHWM"] for k, v in r["memory_mb"].items()}),
         "cpu_bound_two_replica_speedup": _dig(transport, lambda r: r["cpu_bound"]["speedup"]),
         "kernel_builds": _dig(kernels, lambda r: r["rows"]),
+        "native_builds": _dig(native, lambda r: r["rows"]),
+        "cpu_configs_avx2": _dig(cpu_avx2, lambda r: {k: {"holocam": v["holocam"]["cpu_ms_per_frame"],
+                                                         "holocam_core_pct": v["holocam"]["core_pct"]}
+                                                     for k, v in r["configs"].items()}),
+        "cpu_avx2_machine": _dig(cpu_avx2, lambda r: r["machine"]),
     }
     met = {key: targets.met(key, figures[key]) for key in TARGETS}
     return {**{k: _round(v) for k, v in figures.items()}, "details": details,
@@ -198,6 +216,10 @@ def write_markdown(summary: dict, path: Path) -> None:
     rows = [
         ("cpu_ms_per_frame_720p_hologram", "CPU ms per output frame, all processes, 720p30 hologram", "cpu.png"),
         ("cpu_ms_per_frame_1080p_hologram", "CPU ms per output frame, all processes, 1080p30 hologram", "cpu.png"),
+        ("cpu_ms_per_frame_720p_hologram_avx2", "the same, 720p30 hologram, both native builds forced to AVX2",
+         "cpu.png"),
+        ("cpu_ms_per_frame_1080p_hologram_avx2", "the same, 1080p30 hologram, both native builds forced to AVX2",
+         "cpu.png"),
         ("cpu_worst_ratio_vs_seed", "worst of the 4 configurations, holocam CPU / seed CPU per frame", "cpu.png"),
         ("torch_over_litert", "torch port / LiteRT time, general model, 1 thread", "model.png"),
         ("sink_speedup_vs_seed", "sink stages at 720p, seed time / ours (whole chain)", "sink.png"),
@@ -250,6 +272,19 @@ def write_markdown(summary: dict, path: Path) -> None:
                          + (f" (the model's own frame-to-frame IoU there: {row['model_own_frame_to_frame_iou_mean']})"
                             if "model_own_frame_to_frame_iou_mean" in row else "") + ".")
         lines.append("")
+    if d.get("cpu_configs_avx2"):
+        lines += ["", "Same CPU, same run, with the segmenter's kernels and the sink's native passes both "
+                      "forced to their AVX2 builds (`HOLOCAM_KERNELS_ISA=avx2 HOLOCAM_SINK_NATIVE_ISA=avx2`, "
+                      "what an AVX2-only CPU runs; stock torch and OpenCV keep their own dispatch):", "",
+                  "| configuration | holocam CPU ms/frame | % of one core | target | met |", "|---|---:|---:|---:|:---:|"]
+        for key, row in d["cpu_configs_avx2"].items():
+            limit = targets.CPU_MS_PER_FRAME.get(key)
+            ok = None if limit is None else row["holocam"]["total"] <= limit
+            lines.append(f"| {key} | {_fmt(row['holocam']['total'])} (sink {_fmt(row['holocam']['sink'])} + "
+                         f"segmenter {_fmt(row['holocam']['segmenter'])}) | "
+                         f"{_fmt(row['holocam_core_pct']['total'])}% | "
+                         + (f"≤ {limit:.0f} ms | {mark[ok]} |" if limit else "— | — |"))
+        lines.append("")
     fps = d.get("pipeline_fps") or {}
     if fps:
         lines.append(f"- Pipeline FPS (uncapped, 1280x720, median of rounds): seed {_fmt(fps.get('seed'))} "
@@ -282,6 +317,11 @@ def write_markdown(summary: dict, path: Path) -> None:
             f"({_fmt(row['fused_speedup_vs_stock'])}x), {_fmt(row['fused_over_litert'])} of LiteRT" for row in builds)
             + "; " + ", ".join(f"{row['build']}: {row['skipped']}" for row in d["kernel_builds"] if "skipped" in row)
             + ".")
+    native_rows = [row for row in d.get("native_builds") or [] if "skipped" not in row]
+    if native_rows:
+        lines.append("- Sink native passes per build on this CPU, 1 thread ([native.md](native.md)): " + "; ".join(
+            f"{row['build']} {row['size']} {row['pass']} {_fmt(row['native_ms'])} ms vs OpenCV "
+            f"{_fmt(row['opencv_ms'])} ms ({_fmt(row['speedup'])}x)" for row in native_rows) + ".")
     gpu = summary.get("gpu")
     if gpu and gpu.get("skipped"):
         lines.append(f"- GPU segmenter: skipped ({gpu['skipped']}).")
@@ -294,7 +334,8 @@ def write_markdown(summary: dict, path: Path) -> None:
     lines += ["", "Parts: " + ", ".join(
         f"{name} {part['seconds']:.0f} s" + ("" if part["ok"] else f" (**failed**: {part['error']})")
         for name, part in summary["parts"].items()) + ".",
-        "Details: `cpu.json`, `model.json`, `kernels.json`, `sink.json`, `pipeline.json`, `transport.json`; profiles: "
+        "Details: `cpu.json`, `cpu_avx2.json`, `model.json`, `kernels.json`, `native.json`, `sink.json`, "
+        "`pipeline.json`, `transport.json`; profiles: "
         "[profiles.md](profiles.md); how each part measures: [bench/README.md](../README.md).", ""]
     path.write_text("\n".join(lines) + "\n")
 

@@ -34,9 +34,20 @@ def _cpuinfo() -> tuple[str, set[str]]:
 
 
 def kernels_setting() -> dict[str, str]:
-    """The environment that chooses the segmenter's kernels (segmenter/kernels/__init__.py)."""
+    """The environment that chooses the segmenter's kernels (segmenter/kernels/__init__.py) and
+    the sink's native passes (capture_sink/native/library.py)."""
     return {"HOLOCAM_KERNELS": os.environ.get("HOLOCAM_KERNELS", "auto"),
-            "HOLOCAM_KERNELS_ISA": os.environ.get("HOLOCAM_KERNELS_ISA", "")}
+            "HOLOCAM_KERNELS_ISA": os.environ.get("HOLOCAM_KERNELS_ISA", ""),
+            "HOLOCAM_SINK_NATIVE": os.environ.get("HOLOCAM_SINK_NATIVE", "auto"),
+            "HOLOCAM_SINK_NATIVE_ISA": os.environ.get("HOLOCAM_SINK_NATIVE_ISA", "")}
+
+
+def sink_native_build() -> str:
+    """The native-pass build a sink started with this environment loads (before its timing)."""
+    from capture_sink.native import library
+    if library.mode() == "off":
+        return "off"
+    return os.environ.get(library.ISA_ENV, "").strip() or library.best_isa()
 
 
 def loaded_kernel_build(timeout_s: float = 60.0) -> str:
@@ -55,19 +66,21 @@ def loaded_kernel_build(timeout_s: float = 60.0) -> str:
 
 
 def kernel_lines(log_text: str) -> list[str]:
-    """The segmenter's log lines about its kernels (loaded build, calibration choice), message only."""
+    """The log lines about the segmenter's kernels and the sink's native passes (loaded build,
+    timing and choice), message only."""
     out = []
     for line in log_text.splitlines():
-        if re.search(r"kernel|fused|stock ops", line, re.IGNORECASE):
+        if re.search(r"kernel|fused|stock ops|native", line, re.IGNORECASE):
             out.append(line.split(": ", 1)[-1].strip()[:200])
-    return out[:6]
+    return out[:10]
 
 
 def describe(kernel_build: str | None = None) -> dict:
     """CPU model, core count, avx512f/avx2 flags, the kernel environment and (if given) build."""
     name, flags = _cpuinfo()
     info = {"cpu": name, "cores": os.cpu_count(), **{flag: flag in flags for flag in FLAGS},
-            "kernels_env": kernels_setting(), "python": platform.python_version(),
+            "kernels_env": kernels_setting(), "sink_native_build": sink_native_build(),
+            "python": platform.python_version(),
             "platform": platform.platform()}
     if kernel_build is not None:
         info["kernel_build"] = kernel_build
