@@ -34,6 +34,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .v4l2_ioctl import fourcc_name
+
 logger = logging.getLogger(__name__)
 
 DEMO_PERSON = Path(__file__).parent / "assets" / "demo_person.jpg"
@@ -227,8 +229,7 @@ class CameraSource(Source):
         if not ok or first is None:
             cap.release()
             raise camera_error(path, cameras)
-        fourcc = int(cap.get(cv2.CAP_PROP_FOURCC))
-        granted_fourcc = "".join(chr((fourcc >> (8 * i)) & 0xFF) for i in range(4)).strip("\0") or "?"
+        granted_fourcc = fourcc_name(int(cap.get(cv2.CAP_PROP_FOURCC)))
         granted_fps = cap.get(cv2.CAP_PROP_FPS) or fps
         gh, gw = first.shape[:2]
         logger.info("I: camera %s granted %dx%d @ %.1f fps %s (requested %dx%d @ %.1f MJPG, buffers %s)",

@@ -23,9 +23,7 @@ The exit status is 1 if any check failed, else 0.
 
 from __future__ import annotations
 
-import ctypes
 import errno
-import fcntl
 import grp
 import logging
 import os
@@ -39,6 +37,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .capture import list_cameras
+from . import v4l2_ioctl
 from .config import SinkConfig
 from .outputs import v4l2_module
 from .outputs.errors import OutputError
@@ -47,10 +46,6 @@ logger = logging.getLogger(__name__)
 
 OK, WARN, INFO, FAIL = "ok", "warn", "info", "FAIL"
 SYS = Path("/sys")
-_CAP_VIDEO_CAPTURE = 0x00000001
-_CAP_DEVICE_CAPS = 0x80000000
-_BUF_TYPE_VIDEO_CAPTURE = 1
-_FRMSIZE_TYPE_DISCRETE = 1
 
 
 @dataclass(frozen=True)
@@ -178,61 +173,6 @@ def check_device(device: str, *, in_container: bool = False) -> list[Finding]:
 
 # -- 3. the camera -------------------------------------------------------------------------------
 
-class _FmtDesc(ctypes.Structure):
-    _fields_ = [("index", ctypes.c_uint32), ("type", ctypes.c_uint32), ("flags", ctypes.c_uint32),
-                ("description", ctypes.c_char * 32), ("pixelformat", ctypes.c_uint32),
-                ("mbus_code", ctypes.c_uint32), ("reserved", ctypes.c_uint32 * 3)]
-
-
-class _FrmSizeEnum(ctypes.Structure):
-    _fields_ = [("index", ctypes.c_uint32), ("pixel_format", ctypes.c_uint32), ("type", ctypes.c_uint32),
-                ("size", ctypes.c_uint32 * 6), ("reserved", ctypes.c_uint32 * 2)]
-
-
-class _Capability(ctypes.Structure):
-    _fields_ = [("driver", ctypes.c_char * 16), ("card", ctypes.c_char * 32), ("bus_info", ctypes.c_char * 32),
-                ("version", ctypes.c_uint32), ("capabilities", ctypes.c_uint32), ("device_caps", ctypes.c_uint32),
-                ("reserved", ctypes.c_uint32 * 3)]
-
-
-def _iowr(nr: int, size: int) -> int:
-    return (3 << 30) | (size << 16) | (ord("V") << 8) | nr
-
-
-VIDIOC_QUERYCAP = (2 << 30) | (ctypes.sizeof(_Capability) << 16) | (ord("V") << 8) | 0
-VIDIOC_ENUM_FMT = _iowr(2, ctypes.sizeof(_FmtDesc))
-VIDIOC_ENUM_FRAMESIZES = _iowr(74, ctypes.sizeof(_FrmSizeEnum))
-
-
-def _fourcc(value: int) -> str:
-    return "".join(chr((value >> (8 * i)) & 0xFF) for i in range(4)).strip()
-
-
-def camera_formats(fd: int) -> dict[str, tuple[int, int]]:
-    """Capture formats of an open camera: fourcc -> the largest frame size it offers ((0, 0): any)."""
-    formats: dict[str, tuple[int, int]] = {}
-    for index in range(64):
-        desc = _FmtDesc(index=index, type=_BUF_TYPE_VIDEO_CAPTURE)
-        try:
-            fcntl.ioctl(fd, VIDIOC_ENUM_FMT, desc)
-        except OSError:
-            break
-        best = (0, 0)
-        for size_index in range(256):
-            size = _FrmSizeEnum(index=size_index, pixel_format=desc.pixelformat)
-            try:
-                fcntl.ioctl(fd, VIDIOC_ENUM_FRAMESIZES, size)
-            except OSError:
-                break
-            # discrete: (width, height); stepwise/continuous: (min_w, max_w, step_w, min_h, max_h, step_h)
-            wh = (size.size[0], size.size[1]) if size.type == _FRMSIZE_TYPE_DISCRETE else (size.size[1], size.size[4])
-            best = max(best, wh, key=lambda s: s[0] * s[1])
-            if size.type != _FRMSIZE_TYPE_DISCRETE:
-                break
-        formats[_fourcc(desc.pixelformat)] = best
-    return formats
-
-
 def check_camera(source: str, *, device: str, width: int, height: int) -> list[Finding]:
     """The camera opens, captures, and offers MJPG at the configured size."""
     cameras = [c for c in list_cameras() if os.path.realpath(c) != os.path.realpath(device)]
@@ -253,18 +193,16 @@ def check_camera(source: str, *, device: str, width: int, height: int) -> list[F
         return [Finding("camera", FAIL, f"cannot open {source} ({exc.strerror})",
                         "close other apps using it, or pick another camera with --source")]
     try:
-        cap = _Capability()
         try:
-            fcntl.ioctl(fd, VIDIOC_QUERYCAP, cap)
+            caps = v4l2_ioctl.query_caps(fd)
         except OSError as exc:
             return [Finding("camera", FAIL, f"{source} is not a V4L2 device ({errno.errorcode.get(exc.errno, exc)})",
                             f"pick a camera with --source (cameras here: {', '.join(cameras) or 'none'})")]
-        caps = cap.device_caps if cap.capabilities & _CAP_DEVICE_CAPS else cap.capabilities
-        card = cap.card.decode("utf-8", "replace")
-        if not caps & _CAP_VIDEO_CAPTURE:
+        card = caps.card
+        if not caps.can_capture:
             return [Finding("camera", FAIL, f"{source} ({card}) cannot capture",
                             f"pick the camera's capture node with --source (cameras here: {', '.join(cameras)})")]
-        formats = camera_formats(fd)
+        formats = v4l2_ioctl.capture_formats(fd)
     finally:
         os.close(fd)
     listed = ", ".join(f"{k} {w}x{h}" if w else k for k, (w, h) in formats.items()) or "none listed"

@@ -43,7 +43,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from capture_sink.outputs import v4l2_ioctl as ioctl
+from capture_sink import v4l2_ioctl as ioctl
 from capture_sink.outputs import v4l2_module
 from capture_sink.outputs.base import Output
 from capture_sink.outputs.errors import OutputError
