@@ -25,6 +25,7 @@ from .backgrounds import create_background
 from .capture import Frame, create_source
 from .composite import Compositor
 from .config import ConfigError, SinkConfig
+from .control_api import PAUSE_MODES
 from .dispatch import Dispatcher
 from .effect_timing import overlap_effect
 from .effects import create_effect
@@ -32,7 +33,7 @@ from .failclosed import MaskGate
 from .motion import MotionSkip, reuse_limit_s
 from .outputs import create_output
 from .outputs.steady import SteadyWriter
-from .refine import MaskRefiner, preset
+from .refine import MaskRefiner, RefineConfig, preset
 from .stats import SinkStats
 
 logger = logging.getLogger(__name__)
@@ -41,12 +42,10 @@ STATS_LOG_INTERVAL_S = 5.0
 READ_TIMEOUT_S = 1.0
 
 
-PAUSE_MODES = ("off", "passthrough", "still")
-
-
 class SinkApp:
-    """The running sink. Live changes (`set_*`, `pause`) may come from any thread: they are queued
-    and applied by the frame loop between two frames, so no stage is ever rebuilt mid-frame."""
+    """The running sink (a `control_api.SinkControl`). Live changes (`set_*`, `pause`) may come
+    from any thread: they are queued and applied by the frame loop between two frames, so no
+    stage is ever rebuilt mid-frame. Outputs come and go as a new tuple (`add_output`)."""
 
     def __init__(self, config: SinkConfig) -> None:
         self.config = config
@@ -59,7 +58,8 @@ class SinkApp:
         self._closers: list[Callable[[], None]] = []
         self.source = None
         self.dispatcher: Dispatcher | None = None
-        self.writers: list[SteadyWriter] = []
+        self.writers: tuple[SteadyWriter, ...] = ()   # replaced whole under _writers_lock, never changed
+        self._writers_lock = threading.Lock()
         self.last_output: np.ndarray | None = None
         self.web = None             # capture_sink.web.WebServer (init_web)
         self.viewer_watch = None    # capture_sink.viewers.ViewerWatch (init_watchers)
@@ -103,7 +103,7 @@ class SinkApp:
             output = create_output(kind, width=width, height=height, fps=c.fps, **c.output_options(kind))
             self._closers.append(output.close)
             writer = SteadyWriter(output, fps=c.fps).start()
-            self.writers.append(writer)
+            self.add_output(writer)
             self._closers.append(writer.stop)
 
     # -- live control (issue 8) --
@@ -171,6 +171,25 @@ class SinkApp:
     def set_segmenting(self, active: bool) -> None:
         """On demand: stop sending frames to segmenters while nobody watches (outputs keep writing)."""
         self._queue_change("segmenting", bool(active))
+
+    def add_output(self, writer: SteadyWriter) -> None:
+        """Hand each output frame to `writer` too, from the next frame on (any thread)."""
+        with self._writers_lock:
+            self.writers = (*self.writers, writer)
+
+    def remove_output(self, writer: SteadyWriter) -> None:
+        """Stop handing frames to `writer` (any thread); a loop already on a frame hands it that one."""
+        with self._writers_lock:
+            self.writers = tuple(w for w in self.writers if w is not writer)
+
+    def refine_config(self) -> RefineConfig:
+        return self.refiner.config
+
+    def transport_stats(self) -> dict | None:
+        return self.dispatcher.stats() if self.dispatcher is not None else None
+
+    def frame_size(self) -> tuple[int, int] | None:
+        return (self.source.width, self.source.height) if self.source is not None else None
 
     def settings(self) -> dict:
         return {"effect": self.config.effect, "background": self.config.background,
