@@ -152,7 +152,7 @@ class OursChild:
         from capture_sink.__main__ import start_local_segmenter
         from capture_sink.app import SinkApp
         from capture_sink.config import SinkConfig, validate
-        from capture_sink.outputs.steady import SteadyWriter
+        from capture_sink.steady_writer import SteadyWriter
 
         self.log = log
         config = validate(SinkConfig(source=video, width=width, height=height, fps=FPS, outputs=["null"],

@@ -203,7 +203,7 @@ class OursPipeline:
     def __init__(self, bank: list[np.ndarray], log: Path) -> None:
         from capture_sink.app import SinkApp
         from capture_sink.config import SinkConfig
-        from capture_sink.outputs.steady import SteadyWriter
+        from capture_sink.steady_writer import SteadyWriter
 
         self.bank = bank
         endpoint = f"tcp://127.0.0.1:{_free_port()}"

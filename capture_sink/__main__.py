@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--background-dir", action="append", dest="background_dirs", default=None,
                       help="a folder whose pictures and videos the web page may use as backgrounds (repeatable; "
                            "else only uploads)")
-    live.add_argument("--segmenting", choices=SEGMENTING_MODES,
+    live.add_argument("--segmenting", choices=SEGMENTING_MODES, dest="segmenting_mode",
                       help="auto: segment only while an app or the web preview watches (default); on; off")
     _add_config_arguments(run)
     run.add_argument("--print-config", action="store_true", help="print the effective configuration (TOML) and exit")

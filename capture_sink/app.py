@@ -32,7 +32,7 @@ from .effects import create_effect
 from .failclosed import MaskGate
 from .motion import MotionSkip, reuse_limit_s
 from .outputs import create_output
-from .outputs.steady import SteadyWriter
+from .steady_writer import SteadyWriter
 from .refine import MaskRefiner, RefineConfig, preset
 from .stats import SinkStats
 
@@ -52,7 +52,7 @@ class SinkApp:
         self._changes: dict[str, object] = {}
         self._changes_lock = threading.Lock()
         self.paused = "off"
-        self.segmenting = True      # False while no application watches the virtual camera
+        self.segmenting = True      # frames go to the segmenters now (config.segmenting_mode decides when)
         self.stats = SinkStats()
         self._stop = threading.Event()
         self._closers: list[Callable[[], None]] = []
@@ -125,7 +125,7 @@ class SinkApp:
         devices = [c.device] if "v4l2" in c.outputs else []
         preview = self.web.preview_viewers if self.web is not None else None
         self.viewer_watch = ViewerWatch(self, devices=devices, preview_viewers=preview,
-                                        mode=getattr(c, "segmenting", "on"), outputs=c.outputs).start()
+                                        mode=c.segmenting_mode, outputs=c.outputs).start()
         self._closers.append(self.viewer_watch.stop)
         self.background_watcher = BackgroundWatcher(self).start()
         self._closers.append(self.background_watcher.stop)

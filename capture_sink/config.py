@@ -64,7 +64,7 @@ class SinkConfig:
     http_auth: bool = True               # False: no token, loopback only, logs a warning
     upload_dir: str = ""                 # uploaded backgrounds; "" = $XDG_DATA_HOME/holocam/backgrounds
     background_dirs: list[str] = field(default_factory=list)  # folders the web page may take backgrounds from
-    segmenting: str = "auto"             # auto: only while someone watches (on demand) | on | off
+    segmenting_mode: str = "auto"        # auto: only while someone watches (on demand) | on | off
     # -- end live control --
 
     def output_options(self, kind: str) -> dict:
@@ -139,8 +139,8 @@ def verify_http(c: SinkConfig) -> None:
                           f"browser opens, e.g. http://127.0.0.1:8080/")
     if not c.http_auth and c.http_token:
         raise ConfigError("--no-http-auth and --http-token contradict each other: drop one of them")
-    if c.segmenting not in SEGMENTING_MODES:
-        raise ConfigError(f"--segmenting {c.segmenting!r}: choose one of {', '.join(SEGMENTING_MODES)}")
+    if c.segmenting_mode not in SEGMENTING_MODES:
+        raise ConfigError(f"--segmenting {c.segmenting_mode!r}: choose one of {', '.join(SEGMENTING_MODES)}")
 # -- end live control --
 
 

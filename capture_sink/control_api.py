@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:   # types only: importing these at run time would bring the whole pipeline in
     from .config import SinkConfig
-    from .outputs.steady import SteadyWriter
+    from .steady_writer import SteadyWriter
     from .refine import RefineConfig
     from .reload import BackgroundWatcher
     from .stats import SinkStats

@@ -7,7 +7,7 @@ One file per output, each an :class:`Output` subclass with a ``KEY``; pick one b
     with create_output("v4l2", width=1280, height=720, fps=30, device="/dev/video20") as out:
         out.write(frame_bgr)
 
-Wrap an output in :class:`SteadyWriter` to keep writing at a fixed rate when frames stall.
+Wrap an output in `capture_sink.steady_writer.SteadyWriter` to keep writing at a fixed rate when frames stall.
 An output module that fails to import is logged and left out of ``OUTPUTS``; asking for it
 raises an :class:`OutputError` that says what to install.
 """
@@ -21,7 +21,6 @@ from typing import Any
 
 from capture_sink.outputs.base import Output
 from capture_sink.outputs.errors import OutputError
-from capture_sink.outputs.steady import SteadyWriter
 
 logger = logging.getLogger(__name__)
 
@@ -89,4 +88,4 @@ def create_output(kind: str, *, width: int, height: int, fps: float, **options: 
 
 _load_plugins()
 
-__all__ = ["OUTPUTS", "UNAVAILABLE", "Output", "OutputError", "SteadyWriter", "create_output"]
+__all__ = ["OUTPUTS", "UNAVAILABLE", "Output", "OutputError", "create_output"]

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from capture_sink.config import ConfigError
 from capture_sink.control_api import SinkControl
-from capture_sink.outputs.steady import SteadyWriter
+from capture_sink.steady_writer import SteadyWriter
 
 from .api import Api
 from .guard import is_loopback_name, make_guard

@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 import skimage.data
 
-from capture_sink.outputs import OutputError, SteadyWriter, create_output
+from capture_sink.outputs import OutputError, create_output
 from capture_sink.outputs.base import Output
 from capture_sink.outputs.v4l2 import V4L2Output
 from capture_sink.outputs.yuv import BgrToI420, BgrToYuyv
+from capture_sink.steady_writer import SteadyWriter
 
 W, H = 640, 360
 DRIVER_VERSIONS = ["0.13.2", "0.15.4"]

@@ -1,5 +1,8 @@
 """Write to an output at a fixed rate, repeating the last frame when no new one arrived.
 
+Not an output itself: it drives one (any `capture_sink.outputs.Output`, or the web preview) from
+its own thread, so the frame loop hands each frame over without waiting for the device.
+
 Chrome (and so Meet, Teams and Zoom in the browser) drops a v4l2loopback camera whose producer
 stops writing, and with exclusive_caps=1 the device is only listed while a producer writes. So the
 virtual camera must keep its rate even when masks stall or the pipeline hiccups: this thread
