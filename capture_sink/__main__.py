@@ -25,15 +25,9 @@ import sys
 import time
 from typing import Callable
 
-from .config import (ENCODINGS, NO_MASK_MODES, PACING_POLICIES, SEGMENTING_MODES, V4L2_FORMATS, ConfigError,
-                     SinkConfig, validate)
+from .config import ENCODINGS, NO_MASK_MODES, PACING_POLICIES, SEGMENTING_MODES, V4L2_FORMATS, SinkConfig
 
 logger = logging.getLogger("capture_sink")
-
-
-def _env(name: str, default):
-    value = os.environ.get("HOLOCAM_" + name.upper().replace("-", "_"))
-    return default if value is None else value
 
 
 class _Parser(argparse.ArgumentParser):
@@ -156,17 +150,14 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_from_args(args: argparse.Namespace):
-    """flags > HOLOCAM_* environment > config file > defaults (capture_sink.settings_file)."""
+    """flags > HOLOCAM_* environment > config file > defaults (capture_sink.settings_file).
+
+    `args.explicit` holds only the flags written on the command line (`main` sets it), so a
+    parser default never hides a HOLOCAM_* variable; the environment is read in settings_file.
+    """
     from .settings_file import load_config
 
-    flags = getattr(args, "explicit", None)
-    if flags is None:   # parsed without main(): every value counts as given
-        flags = {k: v for k, v in vars(args).items() if v is not None}
-    return load_config(flags, os.environ, getattr(args, "config", None))
-
-
-def config_from_args(args: argparse.Namespace) -> SinkConfig:
-    return load_from_args(args).config
+    return load_config(args.explicit, os.environ, getattr(args, "config", None))
 
 
 def start_local_segmenter(config: SinkConfig) -> subprocess.Popen:
@@ -207,10 +198,6 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "bind", None) is None and hasattr(args, "bind"):
-        args.bind = [_env("bind", SinkConfig().bind[0])]
-    if getattr(args, "outputs", None) is None and hasattr(args, "outputs"):
-        args.outputs = _env("output", "auto").split(",")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname).1s %(name)s: %(message)s")
     from .errors import USER_ERRORS

@@ -1,7 +1,8 @@
 """The sink's validated configuration: one dataclass, checked by named `verify_*` functions.
 
-Command-line flags (and their HOLOCAM_* environment defaults, see __main__) fill `SinkConfig`;
-the validated object is what the app's constructors receive. Nothing deeper reads os.environ.
+Command-line flags, HOLOCAM_* variables and the config file fill `SinkConfig`, layered in one
+place (capture_sink/settings_file.py, the only reader of os.environ for settings); the validated
+object is what the app's constructors receive.
 """
 
 from __future__ import annotations

@@ -16,3 +16,14 @@ class InputSpec:
     width: int
     height: int
     resize: ResizeMode = "stretch"
+
+
+def fits(width: int, height: int, spec: InputSpec) -> bool:
+    """Whether a width x height frame is what a replica announcing `spec` takes.
+
+    "stretch": exactly width x height; "fit": the longer side is max(width, height), aspect kept.
+    The sink checks it before sending (capture_sink.dispatch) and the replica on arrival.
+    """
+    if spec.resize == "stretch":
+        return (width, height) == (spec.width, spec.height)
+    return max(width, height) == max(spec.width, spec.height)

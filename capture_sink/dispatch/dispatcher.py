@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from shared import protocol
-from shared.geometry import InputSpec
+from shared.geometry import InputSpec, fits
 from shared.transport import (HEARTBEAT_INTERVAL_S, HEARTBEAT_LIVENESS, CurveKeys, RateLimitedLog,
                               TransportError, check_plain_text, parse_endpoint)
 
@@ -185,7 +185,4 @@ class Dispatcher:
 def _fits(rgb: np.ndarray, spec: InputSpec) -> bool:
     if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         return False
-    h, w = rgb.shape[:2]
-    if spec.resize == "stretch":
-        return (w, h) == (spec.width, spec.height)
-    return max(w, h) == max(spec.width, spec.height)   # "fit": longer side scaled, aspect kept
+    return fits(rgb.shape[1], rgb.shape[0], spec)
