@@ -107,7 +107,6 @@ def build_parser() -> argparse.ArgumentParser:
                            "picture, unreadable) or camera (the raw camera: your room shows)")
     run.add_argument("--health-file", help="file the frame loop touches every second (container healthcheck)")
     run.add_argument("--max-frames", type=_typed(int), default=None, help="stop after this many frames (tests)")
-    # -- live control (issue 8) --
     live = run.add_argument_group("web page, API and on-demand segmenting")
     live.add_argument("--http-host", help="web page address (default 127.0.0.1)")
     live.add_argument("--http-port", type=_typed(int), help="web page port (default 8080; 0 picks a free one)")
@@ -136,7 +135,6 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--bind", action="append", default=None, help="where replicas connect to the sink")
     doctor.add_argument("--timeout", type=_typed(float), default=3.0, help="seconds to wait for each segmenter's hello")
     _add_config_arguments(doctor)
-    # -- end live control --
     install = sub.add_parser("install-service", help="start holocam at login (a systemd user unit; no root)")
     install.add_argument("run_args", nargs=argparse.REMAINDER,
                          help="options for `run` after --, e.g. install-service -- --effect none")

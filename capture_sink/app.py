@@ -106,7 +106,7 @@ class SinkApp:
             self.add_output(writer)
             self._closers.append(writer.stop)
 
-    # -- live control (issue 8) --
+    # -- controllers: they change the running sink from other threads (control_api.SinkControl) --
     def init_web(self) -> None:
         """The web page + JSON API (capture_sink.web); adds the preview to the outputs."""
         if not getattr(self.config, "http", False):
@@ -129,7 +129,6 @@ class SinkApp:
         self._closers.append(self.viewer_watch.stop)
         self.background_watcher = BackgroundWatcher(self).start()
         self._closers.append(self.background_watcher.stop)
-    # -- end live control --
 
     def start(self) -> None:
         try:

@@ -54,7 +54,8 @@ class SinkConfig:
     segmenter_threads: int = 1
     motion_skip: bool = True             # reuse the mask while nothing moved (capture_sink/motion.py)
     opencv_threads: int = 1              # OpenCV's thread pool in the sink (1: least CPU per frame)
-    # -- live control (issue 8: capture_sink/web, viewers.py, reload.py) --
+    # -- changing the look while the sink runs: the web page and API (capture_sink/web), on-demand
+    # segmenting (viewers.py) and background hot reload (reload.py) --
     http: bool = True                    # the web page + JSON API (capture_sink.web)
     http_host: str = "127.0.0.1"
     http_port: int = 8080                # 0 picks a free port (logged)
@@ -66,7 +67,6 @@ class SinkConfig:
     upload_dir: str = ""                 # uploaded backgrounds; "" = $XDG_DATA_HOME/holocam/backgrounds
     background_dirs: list[str] = field(default_factory=list)  # folders the web page may take backgrounds from
     segmenting_mode: str = "auto"        # auto: only while someone watches (on demand) | on | off
-    # -- end live control --
 
     def output_options(self, kind: str) -> dict:
         if kind == "v4l2":
@@ -112,7 +112,7 @@ def verify_transport(c: SinkConfig) -> None:
         raise ConfigError("no segmenter can reach this sink: keep --bind or add --segmenter tcp://HOST:5556")
 
 
-# -- live control (issue 8) --
+# -- the web page and on-demand segmenting --
 HTTP_TOKEN_MIN_CHARS = 16
 SEGMENTING_MODES = ("auto", "on", "off")
 
@@ -142,7 +142,6 @@ def verify_http(c: SinkConfig) -> None:
         raise ConfigError("--no-http-auth and --http-token contradict each other: drop one of them")
     if c.segmenting_mode not in SEGMENTING_MODES:
         raise ConfigError(f"--segmenting {c.segmenting_mode!r}: choose one of {', '.join(SEGMENTING_MODES)}")
-# -- end live control --
 
 
 def verify_threads(c: SinkConfig) -> None:

@@ -33,7 +33,7 @@ import json
 import logging
 import os
 import tomllib
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -263,12 +263,3 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return json.dumps(str(value))  # a JSON string is a valid TOML basic string
-
-
-def defaults() -> dict[str, Any]:
-    """Every configurable field's default (for docs and tests)."""
-    out = {}
-    for f in fields(SinkConfig):
-        if f.name in settings():
-            out[f.name] = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
-    return out

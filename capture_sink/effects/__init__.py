@@ -57,9 +57,6 @@ class Effect(ABC):
     def apply(self, frame_bgr: np.ndarray) -> np.ndarray:
         """The foreground after the effect: BGR uint8 of the same shape as `frame_bgr`."""
 
-    def reset(self) -> None:
-        """Forget per-stream state (buffers sized for another frame size, animation time)."""
-
 
 def _options_of(cls: type[Effect]) -> list[str]:
     params = inspect.signature(cls.__init__).parameters.values()
