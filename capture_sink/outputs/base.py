@@ -10,6 +10,7 @@ from typing import ClassVar
 import numpy as np
 
 from capture_sink.outputs.errors import OutputError
+from shared.registry import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -21,8 +22,8 @@ class Output(ABC):
     exactly that size (the sink's colour convention). Problems a user can fix raise
     :class:`OutputError`.
 
-    Subclasses set ``KEY`` (the name ``create_output`` knows them by) and implement
-    ``write`` and ``_close``.
+    Subclasses set ``KEY`` (the name ``create_output`` knows them by), implement ``write`` and
+    ``_close``, and are registered with ``@register_output``.
     """
 
     KEY: ClassVar[str]
@@ -88,3 +89,11 @@ class Output(ABC):
                 f"{self.KEY} output takes BGR uint8 frames of shape {expected}, got {got}: "
                 f"resize/convert the frame, or open the output at {self.width}x{self.height}"
             )
+
+
+OUTPUTS: Registry[type[Output]] = Registry("output", OutputError)
+
+
+def register_output(cls: type[Output]) -> type[Output]:
+    """Class decorator: make `cls` known to `create_output` under its ``KEY``."""
+    return OUTPUTS.add(cls.KEY, cls)

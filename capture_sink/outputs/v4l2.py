@@ -45,7 +45,7 @@ import numpy as np
 
 from capture_sink import v4l2_ioctl as ioctl
 from capture_sink.outputs import v4l2_module
-from capture_sink.outputs.base import Output
+from capture_sink.outputs.base import Output, register_output
 from capture_sink.outputs.errors import OutputError
 from capture_sink.outputs.yuv import BgrToYuyv, frame_bytes, make_converter
 
@@ -300,6 +300,7 @@ class _PyVirtualCamBackend:
         self._cam.close()
 
 
+@register_output
 class V4L2Output(Output):
     """Writes frames to a v4l2loopback device.
 
