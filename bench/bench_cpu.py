@@ -90,7 +90,7 @@ def moving_frame(photo: np.ndarray, i: int, n: int) -> np.ndarray:
 
 def write_mjpeg(path: Path, width: int, height: int, frames: int = VIDEO_FRAMES) -> Path:
     """An MJPEG .avi at 30 fps: astronaut for the first half, Grace Hopper for the second, moving."""
-    from capture_sink.capture import scale_to_fill
+    from capture_sink.sources import scale_to_fill
     photos = [scale_to_fill(_photo(name), width, height) for name in ("astronaut", "hopper")]
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (width, height))
     if not writer.isOpened():
@@ -242,7 +242,7 @@ class SeedChild:
 
         from bench.seed_pipeline import SeedPipeline
         from capture_sink.backgrounds import create_background
-        from capture_sink.capture import VideoFileSource
+        from capture_sink.sources import VideoFileSource
 
         self.video, self.width, self.height = video, width, height
         self.source = VideoFileSource(video, width, height, FPS)
@@ -305,7 +305,7 @@ class ModelChild:
 
     def motion(self, frames_per_source: int) -> dict:
         """Motion skip decisions on three sources, against segmenting every frame."""
-        from capture_sink.capture import DemoSource
+        from capture_sink.sources import DemoSource
         from capture_sink.config import SinkConfig
         from capture_sink.motion import MotionSkip, reuse_limit_s
 

@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from bench import machine
-from capture_sink.capture import DEMO_PERSON, scale_to_fill
+from capture_sink.sources import DEMO_PERSON, scale_to_fill
 from capture_sink.composite import Compositor
 from capture_sink.effects import create_effect
 from capture_sink.refine import PRESETS, MaskRefiner, RefineConfig

@@ -22,7 +22,7 @@ from shared.resize import prepare_input
 from shared.transport import sink_keys
 
 from .backgrounds import create_background
-from .capture import Frame, create_source
+from .sources import Frame, create_source
 from .composite import Compositor
 from .config import ConfigError, SinkConfig
 from .control_api import PAUSE_MODES

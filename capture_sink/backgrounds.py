@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from capture_sink.capture import IMAGE_SUFFIXES, CaptureError, VideoFileSource, scale_to_fill
+from capture_sink.sources import IMAGE_SUFFIXES, CaptureError, VideoFileSource, scale_to_fill
 
 logger = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from .capture import list_cameras
+from .sources import list_cameras
 from . import v4l2_ioctl
 from .config import SinkConfig
 from .outputs import v4l2_module

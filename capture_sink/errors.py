@@ -5,7 +5,7 @@ from __future__ import annotations
 from shared.transport import TransportError
 
 from .backgrounds import BackgroundError
-from .capture import CaptureError
+from .sources import CaptureError
 from .config import ConfigError
 from .effects import EffectError
 from .outputs.errors import OutputError
