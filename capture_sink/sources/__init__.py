@@ -18,32 +18,27 @@ webcam delivers what its driver granted, which `.width/.height/.fps` report. A n
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from .base import SOURCES, CaptureError, Frame, Source, scale_to_fill
 from .camera import CameraSource, camera_error, list_cameras
 from .demo import DEMO_PERSON, DemoSource
-from .files import IMAGE_SUFFIXES, ImageSource, VideoFileSource
+from .files import IMAGE_SUFFIXES, ImageSource, VideoFileSource, media_file
 
 __all__ = ["DEMO_PERSON", "IMAGE_SUFFIXES", "SOURCES", "CameraSource", "CaptureError", "DemoSource", "Frame",
            "ImageSource", "Source", "VideoFileSource", "camera_error", "create_source", "list_cameras",
-           "scale_to_fill", "source_kind"]
+           "media_file", "scale_to_fill", "source_kind"]
 
 
-def source_kind(spec: str) -> str:
-    """The `SOURCES` kind a source spec names; CaptureError for a file that is missing or unreadable."""
+def source_kind(spec: str) -> tuple[str, str]:
+    """The `SOURCES` kind a source spec names, and the spec to open it with (a file's path expanded).
+
+    Raises CaptureError for a file that is missing or unreadable.
+    """
     if spec == "demo":
-        return "demo"
+        return "demo", spec
     if spec.isdigit() or spec.startswith("/dev/video"):
-        return "camera"
-    path = Path(spec).expanduser()
-    if not path.exists():
-        raise CaptureError(f"source {spec!r} not found: give an existing video or image file, a camera "
-                           f"(/dev/video0 or 0), or 'demo'")
-    if not path.is_file() or not os.access(path, os.R_OK):
-        raise CaptureError(f"source {spec!r} is not a readable file: check the path and its permissions")
-    return "image" if path.suffix.lower() in IMAGE_SUFFIXES else "video"
+        return "camera", spec
+    return media_file(spec, what="source", error=CaptureError,
+                      choices="give an existing video or image file, a camera (/dev/video0 or 0), or 'demo'")
 
 
 def create_source(spec: str, *, width: int = 1280, height: int = 720, fps: float = 30,
@@ -62,7 +57,5 @@ def create_source(spec: str, *, width: int = 1280, height: int = 720, fps: float
     if width <= 0 or height <= 0 or fps <= 0:
         raise CaptureError(f"source size {width}x{height} @ {fps} fps is invalid: use positive numbers")
     spec = str(spec).strip()
-    kind = source_kind(spec)
-    if kind in ("image", "video"):
-        spec = str(Path(spec).expanduser())
+    kind, spec = source_kind(spec)
     return SOURCES.get_or_raise(kind)(spec, width=width, height=height, fps=fps, loop=loop)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -15,6 +16,22 @@ from .base import SOURCES, CaptureError, Pacer, Source, scale_to_fill
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 
 logger = logging.getLogger(__name__)
+
+
+def media_file(spec: str, *, what: str, choices: str, error: type[Exception]) -> tuple[str, str]:
+    """("image" or "video", the expanded path) of a readable file; `error` naming the fix if it is not.
+
+    Args:
+        spec: the path as the user wrote it (~ allowed).
+        what: what it was given as, for the message ("source", "background").
+        choices: what else the user could give, for the message of a path that does not exist.
+    """
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise error(f"{what} {spec!r} not found: {choices}")
+    if not path.is_file() or not os.access(path, os.R_OK):
+        raise error(f"{what} {spec!r} is not a readable file: check the path and its permissions")
+    return ("image" if path.suffix.lower() in IMAGE_SUFFIXES else "video"), str(path)
 
 
 class VideoFileSource(Source):
