@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from types import TracebackType
 from typing import ClassVar
 
 import numpy as np
@@ -66,12 +65,7 @@ class Output(ABC):
     def __enter__(self) -> Output:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def _check_frame(self, frame: np.ndarray) -> None:
