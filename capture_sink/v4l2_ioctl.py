@@ -63,43 +63,23 @@ class V4L2Capability(ctypes.Structure):
     ]
 
 
+_U32 = ctypes.c_uint32
+
+
 class V4L2FmtDesc(ctypes.Structure):
-    _fields_ = [
-        ("index", ctypes.c_uint32),
-        ("type", ctypes.c_uint32),
-        ("flags", ctypes.c_uint32),
-        ("description", ctypes.c_char * 32),
-        ("pixelformat", ctypes.c_uint32),
-        ("mbus_code", ctypes.c_uint32),
-        ("reserved", ctypes.c_uint32 * 3),
-    ]
+    _fields_ = [("index", _U32), ("type", _U32), ("flags", _U32), ("description", ctypes.c_char * 32),
+                ("pixelformat", _U32), ("mbus_code", _U32), ("reserved", _U32 * 3)]
 
 
 class V4L2FrmSizeEnum(ctypes.Structure):
-    _fields_ = [
-        ("index", ctypes.c_uint32),
-        ("pixel_format", ctypes.c_uint32),
-        ("type", ctypes.c_uint32),
-        ("size", ctypes.c_uint32 * 6),   # discrete: w, h; stepwise: min_w, max_w, step_w, min_h, max_h, step_h
-        ("reserved", ctypes.c_uint32 * 2),
-    ]
+    # size: discrete (width, height); stepwise (min_w, max_w, step_w, min_h, max_h, step_h)
+    _fields_ = [("index", _U32), ("pixel_format", _U32), ("type", _U32), ("size", _U32 * 6),
+                ("reserved", _U32 * 2)]
 
 
 class V4L2PixFormat(ctypes.Structure):
-    _fields_ = [
-        ("width", ctypes.c_uint32),
-        ("height", ctypes.c_uint32),
-        ("pixelformat", ctypes.c_uint32),
-        ("field", ctypes.c_uint32),
-        ("bytesperline", ctypes.c_uint32),
-        ("sizeimage", ctypes.c_uint32),
-        ("colorspace", ctypes.c_uint32),
-        ("priv", ctypes.c_uint32),
-        ("flags", ctypes.c_uint32),
-        ("ycbcr_enc", ctypes.c_uint32),
-        ("quantization", ctypes.c_uint32),
-        ("xfer_func", ctypes.c_uint32),
-    ]
+    _fields_ = [(name, _U32) for name in ("width", "height", "pixelformat", "field", "bytesperline", "sizeimage",
+                                          "colorspace", "priv", "flags", "ycbcr_enc", "quantization", "xfer_func")]
 
 
 class _V4L2FormatUnion(ctypes.Union):
