@@ -6,7 +6,7 @@ Checks, in the order a user meets them:
    (capture_sink.outputs.v4l2_module), and the device node exists; Firefox profiles do not use
    PipeWire for cameras (capture_sink.firefox_prefs), which hides v4l2loopback cameras;
 2. the device: we may open it (the `video` group), and QUERYCAP says it is a v4l2loopback output
-   (`capture_sink.outputs.v4l2.open_loopback`, the same check the output makes);
+   (`capture_sink.outputs.v4l2_device.open_loopback`, the same check the output makes);
 3. the camera: it opens, captures, and offers MJPG (cheap to decode) at the configured size
    (VIDIOC_ENUM_FMT / VIDIOC_ENUM_FRAMESIZES);
 4. weights: the segmenter's model file is in the cache (imported lazily: the sink's container
@@ -31,14 +31,14 @@ from typing import TextIO
 from capture_sink.config import SinkConfig
 
 from .camera import check_camera
-from .findings import FAIL, INFO, OK, SYS, WARN, Finding, modprobe_line
+from .findings import FAIL, INFO, OK, SYS, WARN, Finding
 from .host import check_firefox, check_http_port, check_service
 from .loopback import check_device, check_loopback, check_module_version
 from .segmenters import check_segmenters, check_weights
 
 __all__ = ["FAIL", "INFO", "OK", "WARN", "Finding", "check_camera", "check_device", "check_firefox",
            "check_http_port", "check_loopback", "check_module_version", "check_segmenters", "check_service",
-           "check_weights", "diagnose", "modprobe_line", "run_doctor"]
+           "check_weights", "diagnose", "run_doctor"]
 
 
 def diagnose(config: SinkConfig, *, timeout_s: float = 3.0, want_camera_output: bool = True,

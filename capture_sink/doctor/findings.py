@@ -25,10 +25,5 @@ class Finding:
         return out
 
 
-def modprobe_line(device: str) -> str:
-    digits = "".join(ch for ch in Path(device).name if ch.isdigit()) or "20"
-    return f'sudo modprobe v4l2loopback devices=1 video_nr={digits} card_label="holocam" exclusive_caps=1'
-
-
 def on_host(line: str, in_container: bool) -> str:
     return f"on the host (a container cannot load modules): {line}" if in_container else line

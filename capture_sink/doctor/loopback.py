@@ -10,8 +10,9 @@ from pathlib import Path
 
 from capture_sink.outputs import v4l2_module
 from capture_sink.outputs.errors import OutputError
+from capture_sink.outputs.v4l2_module import modprobe_line
 
-from .findings import FAIL, INFO, OK, SYS, WARN, Finding, modprobe_line, on_host
+from .findings import FAIL, INFO, OK, SYS, WARN, Finding, on_host
 
 # -- 1. v4l2loopback ------------------------------------------------------------------------------
 
@@ -80,7 +81,7 @@ def check_loopback(device: str, *, sys_root: Path = SYS, in_container: bool = Fa
 
 def check_device(device: str, *, in_container: bool = False) -> list[Finding]:
     """We may open the device, and it is a v4l2loopback output (the output's own check)."""
-    from capture_sink.outputs.v4l2 import open_loopback
+    from capture_sink.outputs.v4l2_device import open_loopback
 
     if not os.path.exists(device):
         return []   # reported by check_loopback
