@@ -154,9 +154,9 @@ class SteadyWriter:
     def _run(self) -> None:
         # A fresh frame is written as soon as it arrives (no sooner than MIN_GAP periods after the
         # last write, so a burst cannot flood the device); waiting for the next clock tick instead
-        # added 0-1 period of latency to every frame (p50 31 -> 16 ms, p95 46 -> 20 ms at 30 fps in
-        # bench/bench_pipeline.py). Without fresh frames the last one is repeated: the first time
-        # after FIRST_REPEAT periods (a late frame is not answered with a duplicate), then every period.
+        # adds up to one period of latency to every frame (docs/sink-performance.md). Without fresh
+        # frames the last one is repeated: the first time after FIRST_REPEAT periods (a late frame is
+        # not answered with a duplicate), then every period.
         last_write = -float("inf")
         repeating = False
         try:

@@ -15,8 +15,8 @@ fcntl          I420             holocam
 =============  ===============  ==========================================================
 
 YUYV is the default because every consumer takes it: the Flatpak camera portal and PipeWire
-have been reported to fail on I420-only loopback devices (OBS issue 13744). It costs ~1.3 ms
-more per 720p frame than pyvirtualcam's I420 path; choose I420 (``--v4l2-format I420``) for
+have been reported to fail on I420-only loopback devices (OBS issue 13744). It costs a little
+more per frame than pyvirtualcam's I420 path (docs/sink-performance.md); choose I420 (``--v4l2-format I420``) for
 apps that read the device directly, if that matters.
 
 pyfakewebcam 0.1.0 is the design card's package, but its frame path cannot be used as is: it
