@@ -156,7 +156,7 @@ class OursChild:
 
         self.log = log
         config = validate(SinkConfig(source=video, width=width, height=height, fps=FPS, outputs=["null"],
-                                     http=False, segmenting="on", with_segmenter=True,
+                                     http=False, segmenting_mode="on", with_segmenter=True,
                                      bind=[f"tcp://127.0.0.1:{_free_port()}"],
                                      **json.loads(os.environ.get(OVERRIDES_ENV, "{}"))))
         self.segmenter = start_local_segmenter(config)
@@ -164,7 +164,7 @@ class OursChild:
         app.init_source()
         app.init_pipeline()
         self.writer = SteadyWriter(YuyvOutput(width, height, FPS), fps=FPS).start()
-        app.writers.append(self.writer)
+        app.add_output(self.writer)
         app._closers.append(self.writer.stop)
         app.init_dispatcher()
         app.init_watchers()

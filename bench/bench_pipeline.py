@@ -208,7 +208,7 @@ class OursPipeline:
         self.bank = bank
         endpoint = f"tcp://127.0.0.1:{_free_port()}"
         config = SinkConfig(source="bench", width=WIDTH, height=HEIGHT, fps=CAMERA_FPS, bind=[endpoint],
-                            outputs=["bench-i420"], http=False, segmenting="on")
+                            outputs=["bench-i420"], http=False, segmenting_mode="on")
         self.app = SinkApp(config)
         self.app.stats = self.stats = RecordingStats()
         self.app.init_pipeline()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import cv2
 import numpy as np
@@ -22,7 +22,6 @@ from shared.resize import prepare_input
 from shared.transport import sink_keys
 
 from .backgrounds import create_background
-from .sources import Frame, create_source
 from .composite import Compositor
 from .config import ConfigError, SinkConfig
 from .control_api import PAUSE_MODES
@@ -32,9 +31,15 @@ from .effects import create_effect
 from .failclosed import MaskGate
 from .motion import MotionSkip, reuse_limit_s
 from .outputs import create_output
-from .steady_writer import SteadyWriter
 from .refine import MaskRefiner, RefineConfig, preset
+from .sources import Frame, create_source
 from .stats import SinkStats
+from .steady_writer import SteadyWriter
+
+if TYPE_CHECKING:   # built lazily: aiohttp and the watchers load only when used
+    from .reload import BackgroundWatcher
+    from .viewers import ViewerWatch
+    from .web import WebServer
 
 logger = logging.getLogger(__name__)
 
@@ -61,9 +66,9 @@ class SinkApp:
         self.writers: tuple[SteadyWriter, ...] = ()   # replaced whole under _writers_lock, never changed
         self._writers_lock = threading.Lock()
         self.last_output: np.ndarray | None = None
-        self.web = None             # capture_sink.web.WebServer (init_web)
-        self.viewer_watch = None    # capture_sink.viewers.ViewerWatch (init_watchers)
-        self.background_watcher = None  # capture_sink.reload.BackgroundWatcher (init_watchers)
+        self.web: WebServer | None = None                         # init_web
+        self.viewer_watch: ViewerWatch | None = None              # init_watchers
+        self.background_watcher: BackgroundWatcher | None = None  # init_watchers
 
     # -- building -------------------------------------------------------------------------
     def init_source(self) -> None:
@@ -85,7 +90,7 @@ class SinkApp:
         c = self.config
         # OpenCV splits each call over a pool of threads that wake, spin and sleep per call: on
         # frames this size that costs more CPU than it saves wall time (bench/bench_cpu.py).
-        cv2.setNumThreads(getattr(c, "opencv_threads", 1))
+        cv2.setNumThreads(c.opencv_threads)
         self.refiner = MaskRefiner(preset(c.preset))
         self.effect = create_effect(c.effect)
         self.background = create_background(c.background)
@@ -109,7 +114,7 @@ class SinkApp:
     # -- controllers: they change the running sink from other threads (control_api.SinkControl) --
     def init_web(self) -> None:
         """The web page + JSON API (capture_sink.web); adds the preview to the outputs."""
-        if not getattr(self.config, "http", False):
+        if not self.config.http:
             return
         from .web import create_web_server   # aiohttp is imported only when the page is on
 
