@@ -14,8 +14,8 @@ Limitations:
 - In a container the host's processes are invisible: Zoom or Chrome on the host reading the
   device would never be seen. So in a container mode "auto" keeps segmenting on, and the web
   page/API toggle or `--segmenting on|off` decides (see `effective_mode`).
-- Outputs whose audience cannot be counted (a video file, a preview window, the stdlib MJPEG
-  output) also keep "auto" segmenting on: a recording must not freeze its mask.
+- Outputs whose audience cannot be counted (a video file, a preview window) also keep "auto"
+  segmenting on: a recording must not freeze its mask.
 """
 
 from __future__ import annotations
