@@ -23,7 +23,7 @@ Measurements:
    (`wait`: a frame waits up to 33 ms for its own mask) and with `latest` (never waits; the mask
    may be a frame old). Rounds alternate ours/seed so both see the same machine load; the figure is
    the median over rounds of frames/second. The ratio uses the default pacing.
-2. Latency at a paced 30 FPS source (a real `capture_sink.capture.Source` subclass): capture time
+2. Latency at a paced 30 FPS source (a real `capture_sink.sources.Source` subclass): capture time
    to (a) the frame handed to the steady writer (the sink's own `latency_ms`) and (b) the frame
    converted by the writer's output (what a v4l2 consumer gets; includes the writer's tick phase).
    `latency_p95_ms` in the summary is (b). The seed writes synchronously, so it has one figure.

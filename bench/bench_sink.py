@@ -31,7 +31,7 @@ import numpy as np
 from bench import machine, plots, targets
 from bench.frames import photo
 from bench.seed_reference import seed_composite, seed_hologram, seed_output, seed_refine
-from capture_sink.capture import scale_to_fill
+from capture_sink.sources import scale_to_fill
 from capture_sink.composite import Compositor
 from capture_sink.effects import create_effect
 from capture_sink.refine import PRESETS, MaskRefiner, RefineConfig

@@ -42,11 +42,11 @@ class OursChild:
         from capture_sink.__main__ import start_local_segmenter
         from capture_sink.app import SinkApp
         from capture_sink.config import SinkConfig, validate
-        from capture_sink.outputs.steady import SteadyWriter
+        from capture_sink.steady_writer import SteadyWriter
 
         self.log = log
         config = validate(SinkConfig(source=video, width=width, height=height, fps=FPS, outputs=["null"],
-                                     http=False, segmenting="on", with_segmenter=True,
+                                     http=False, segmenting_mode="on", with_segmenter=True,
                                      bind=[f"tcp://127.0.0.1:{free_port()}"],
                                      **json.loads(os.environ.get(OVERRIDES_ENV, "{}"))))
         self.segmenter = start_local_segmenter(config)
@@ -54,7 +54,7 @@ class OursChild:
         app.init_source()
         app.init_pipeline()
         self.writer = SteadyWriter(YuyvOutput(width, height, FPS), fps=FPS).start()
-        app.writers.append(self.writer)
+        app.add_output(self.writer)
         app._closers.append(self.writer.stop)
         app.init_dispatcher()
         app.init_watchers()
@@ -127,7 +127,7 @@ class SeedChild:
 
         from bench.seed_pipeline import SeedPipeline
         from capture_sink.backgrounds import create_background
-        from capture_sink.capture import VideoFileSource
+        from capture_sink.sources import VideoFileSource
 
         self.video, self.width, self.height = video, width, height
         self.source = VideoFileSource(video, width, height, FPS)
@@ -190,7 +190,7 @@ class ModelChild:
 
     def motion(self, frames_per_source: int) -> dict:
         """Motion skip decisions on three sources, against segmenting every frame."""
-        from capture_sink.capture import DemoSource
+        from capture_sink.sources import DemoSource
         from capture_sink.config import SinkConfig
         from capture_sink.motion import MotionSkip, reuse_limit_s
 

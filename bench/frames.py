@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from capture_sink.capture import DEMO_PERSON, Source, scale_to_fill
+from capture_sink.sources import DEMO_PERSON, Source, scale_to_fill
 
 FPS = 30.0
 BANK_FRAMES = 16

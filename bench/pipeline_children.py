@@ -32,7 +32,7 @@ from bench.frames import PacedBankSource, frame_bank  # noqa: E402
 from bench.harness import free_port, stop_process  # noqa: E402
 from bench.measure import distribution, proc_memory  # noqa: E402
 from bench.probes import I420LatencyOutput, RecordingStats  # noqa: E402
-from capture_sink.capture import Frame  # noqa: E402
+from capture_sink.sources import Frame  # noqa: E402
 
 WIDTH, HEIGHT = 1280, 720
 CAMERA_FPS = 30.0
@@ -48,12 +48,12 @@ class OursPipeline:
     def __init__(self, bank: list[np.ndarray], log: Path) -> None:
         from capture_sink.app import SinkApp
         from capture_sink.config import SinkConfig
-        from capture_sink.outputs.steady import SteadyWriter
+        from capture_sink.steady_writer import SteadyWriter
 
         self.bank = bank
         endpoint = f"tcp://127.0.0.1:{free_port()}"
         config = SinkConfig(source="bench", width=WIDTH, height=HEIGHT, fps=CAMERA_FPS, bind=[endpoint],
-                            outputs=["bench-i420"], http=False, segmenting="on")
+                            outputs=["bench-i420"], http=False, segmenting_mode="on")
         self.app = SinkApp(config)
         self.app.stats = self.stats = RecordingStats()
         self.app.init_pipeline()

@@ -39,7 +39,7 @@ class SeedPipeline:
     def __init__(self, width: int, height: int, background_bgr: np.ndarray, effect: str = "hologram") -> None:
         if background_bgr.shape != (height, width, 3):
             raise ValueError(f"background must be {width}x{height} BGR, got {background_bgr.shape}: "
-                             f"scale it with capture_sink.capture.scale_to_fill")
+                             f"scale it with capture_sink.sources.scale_to_fill")
         self.width, self.height = width, height
         self.background = background_bgr
         self.effect = effect            # "hologram" or "none" (the plain frame over the background)

@@ -27,15 +27,9 @@ from typing import Callable
 
 from shared.protocol import FRAME_ENCODINGS
 
-from .config import (NO_MASK_MODES, PACING_POLICIES, SEGMENTING_MODES, V4L2_FORMATS, ConfigError,
-                     SinkConfig, validate)
+from .config import NO_MASK_MODES, PACING_POLICIES, SEGMENTING_MODES, V4L2_FORMATS, SinkConfig
 
 logger = logging.getLogger("capture_sink")
-
-
-def _env(name: str, default):
-    value = os.environ.get("HOLOCAM_" + name.upper().replace("-", "_"))
-    return default if value is None else value
 
 
 class _Parser(argparse.ArgumentParser):
@@ -115,7 +109,6 @@ def build_parser() -> argparse.ArgumentParser:
                            "picture, unreadable) or camera (the raw camera: your room shows)")
     run.add_argument("--health-file", help="file the frame loop touches every second (container healthcheck)")
     run.add_argument("--max-frames", type=_typed(int), default=None, help="stop after this many frames (tests)")
-    # -- live control (issue 8) --
     live = run.add_argument_group("web page, API and on-demand segmenting")
     live.add_argument("--http-host", help="web page address (default 127.0.0.1)")
     live.add_argument("--http-port", type=_typed(int), help="web page port (default 8080; 0 picks a free one)")
@@ -132,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--background-dir", action="append", dest="background_dirs", default=None,
                       help="a folder whose pictures and videos the web page may use as backgrounds (repeatable; "
                            "else only uploads)")
-    live.add_argument("--segmenting", choices=SEGMENTING_MODES,
+    live.add_argument("--segmenting", choices=SEGMENTING_MODES, dest="segmenting_mode",
                       help="auto: segment only while an app or the web preview watches (default); on; off")
     _add_config_arguments(run)
     run.add_argument("--print-config", action="store_true", help="print the effective configuration (TOML) and exit")
@@ -144,7 +137,6 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--bind", action="append", default=None, help="where replicas connect to the sink")
     doctor.add_argument("--timeout", type=_typed(float), default=3.0, help="seconds to wait for each segmenter's hello")
     _add_config_arguments(doctor)
-    # -- end live control --
     install = sub.add_parser("install-service", help="start holocam at login (a systemd user unit; no root)")
     install.add_argument("run_args", nargs=argparse.REMAINDER,
                          help="options for `run` after --, e.g. install-service -- --effect none")
@@ -158,17 +150,14 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_from_args(args: argparse.Namespace):
-    """flags > HOLOCAM_* environment > config file > defaults (capture_sink.settings_file)."""
+    """flags > HOLOCAM_* environment > config file > defaults (capture_sink.settings_file).
+
+    `args.explicit` holds only the flags written on the command line (`main` sets it), so a
+    parser default never hides a HOLOCAM_* variable; the environment is read in settings_file.
+    """
     from .settings_file import load_config
 
-    flags = getattr(args, "explicit", None)
-    if flags is None:   # parsed without main(): every value counts as given
-        flags = {k: v for k, v in vars(args).items() if v is not None}
-    return load_config(flags, os.environ, getattr(args, "config", None))
-
-
-def config_from_args(args: argparse.Namespace) -> SinkConfig:
-    return load_from_args(args).config
+    return load_config(args.explicit, os.environ, getattr(args, "config", None))
 
 
 def start_local_segmenter(config: SinkConfig) -> subprocess.Popen:
@@ -209,10 +198,6 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "bind", None) is None and hasattr(args, "bind"):
-        args.bind = [_env("bind", SinkConfig().bind[0])]
-    if getattr(args, "outputs", None) is None and hasattr(args, "outputs"):
-        args.outputs = _env("output", "auto").split(",")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname).1s %(name)s: %(message)s")
     from .errors import USER_ERRORS

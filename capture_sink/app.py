@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import cv2
 import numpy as np
@@ -22,9 +22,9 @@ from shared.resize import prepare_input
 from shared.keys import sink_keys
 
 from .backgrounds import create_background
-from .capture import Frame, create_source
 from .composite import Compositor
 from .config import ConfigError, SinkConfig
+from .control_api import PAUSE_MODES
 from .dispatch import Dispatcher
 from .effect_timing import overlap_effect
 from .effects import create_effect
@@ -32,9 +32,15 @@ from .native import library as native_library
 from .failclosed import MaskGate
 from .motion import MotionSkip, reuse_limit_s
 from .outputs import create_output
-from .outputs.steady import SteadyWriter
-from .refine import MaskRefiner, preset
+from .refine import MaskRefiner, RefineConfig, preset
+from .sources import Frame, create_source
 from .stats import SinkStats
+from .steady_writer import SteadyWriter
+
+if TYPE_CHECKING:   # built lazily: aiohttp and the watchers load only when used
+    from .reload import BackgroundWatcher
+    from .viewers import ViewerWatch
+    from .web import WebServer
 
 logger = logging.getLogger(__name__)
 
@@ -42,29 +48,28 @@ STATS_LOG_INTERVAL_S = 5.0
 READ_TIMEOUT_S = 1.0
 
 
-PAUSE_MODES = ("off", "passthrough", "still")
-
-
 class SinkApp:
-    """The running sink. Live changes (`set_*`, `pause`) may come from any thread: they are queued
-    and applied by the frame loop between two frames, so no stage is ever rebuilt mid-frame."""
+    """The running sink (a `control_api.SinkControl`). Live changes (`set_*`, `pause`) may come
+    from any thread: they are queued and applied by the frame loop between two frames, so no
+    stage is ever rebuilt mid-frame. Outputs come and go as a new tuple (`add_output`)."""
 
     def __init__(self, config: SinkConfig) -> None:
         self.config = config
         self._changes: dict[str, object] = {}
         self._changes_lock = threading.Lock()
         self.paused = "off"
-        self.segmenting = True      # False while no application watches the virtual camera
+        self.segmenting = True      # frames go to the segmenters now (config.segmenting_mode decides when)
         self.stats = SinkStats()
         self._stop = threading.Event()
         self._closers: list[Callable[[], None]] = []
         self.source = None
         self.dispatcher: Dispatcher | None = None
-        self.writers: list[SteadyWriter] = []
+        self.writers: tuple[SteadyWriter, ...] = ()   # replaced whole under _writers_lock, never changed
+        self._writers_lock = threading.Lock()
         self.last_output: np.ndarray | None = None
-        self.web = None             # capture_sink.web.WebServer (init_web)
-        self.viewer_watch = None    # capture_sink.viewers.ViewerWatch (init_watchers)
-        self.background_watcher = None  # capture_sink.reload.BackgroundWatcher (init_watchers)
+        self.web: WebServer | None = None                         # init_web
+        self.viewer_watch: ViewerWatch | None = None              # init_watchers
+        self.background_watcher: BackgroundWatcher | None = None  # init_watchers
 
     # -- building -------------------------------------------------------------------------
     def init_source(self) -> None:
@@ -86,7 +91,7 @@ class SinkApp:
         c = self.config
         # OpenCV splits each call over a pool of threads that wake, spin and sleep per call: on
         # frames this size that costs more CPU than it saves wall time (bench/bench_cpu.py).
-        cv2.setNumThreads(getattr(c, "opencv_threads", 1))
+        cv2.setNumThreads(c.opencv_threads)
         native_library.load()   # builds the native passes if needed; a bad HOLOCAM_SINK_NATIVE fails here
         self.refiner = MaskRefiner(preset(c.preset))
         self.effect = create_effect(c.effect)
@@ -105,13 +110,13 @@ class SinkApp:
             output = create_output(kind, width=width, height=height, fps=c.fps, **c.output_options(kind))
             self._closers.append(output.close)
             writer = SteadyWriter(output, fps=c.fps).start()
-            self.writers.append(writer)
+            self.add_output(writer)
             self._closers.append(writer.stop)
 
-    # -- live control (issue 8) --
+    # -- controllers: they change the running sink from other threads (control_api.SinkControl) --
     def init_web(self) -> None:
         """The web page + JSON API (capture_sink.web); adds the preview to the outputs."""
-        if not getattr(self.config, "http", False):
+        if not self.config.http:
             return
         from .web import create_web_server   # aiohttp is imported only when the page is on
 
@@ -127,11 +132,10 @@ class SinkApp:
         devices = [c.device] if "v4l2" in c.outputs else []
         preview = self.web.preview_viewers if self.web is not None else None
         self.viewer_watch = ViewerWatch(self, devices=devices, preview_viewers=preview,
-                                        mode=getattr(c, "segmenting", "on"), outputs=c.outputs).start()
+                                        mode=c.segmenting_mode, outputs=c.outputs).start()
         self._closers.append(self.viewer_watch.stop)
         self.background_watcher = BackgroundWatcher(self).start()
         self._closers.append(self.background_watcher.stop)
-    # -- end live control --
 
     def start(self) -> None:
         try:
@@ -173,6 +177,25 @@ class SinkApp:
     def set_segmenting(self, active: bool) -> None:
         """On demand: stop sending frames to segmenters while nobody watches (outputs keep writing)."""
         self._queue_change("segmenting", bool(active))
+
+    def add_output(self, writer: SteadyWriter) -> None:
+        """Hand each output frame to `writer` too, from the next frame on (any thread)."""
+        with self._writers_lock:
+            self.writers = (*self.writers, writer)
+
+    def remove_output(self, writer: SteadyWriter) -> None:
+        """Stop handing frames to `writer` (any thread); a loop already on a frame hands it that one."""
+        with self._writers_lock:
+            self.writers = tuple(w for w in self.writers if w is not writer)
+
+    def refine_config(self) -> RefineConfig:
+        return self.refiner.config
+
+    def transport_stats(self) -> dict | None:
+        return self.dispatcher.stats() if self.dispatcher is not None else None
+
+    def frame_size(self) -> tuple[int, int] | None:
+        return (self.source.width, self.source.height) if self.source is not None else None
 
     def settings(self) -> dict:
         return {"effect": self.config.effect, "background": self.config.background,

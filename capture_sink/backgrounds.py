@@ -12,19 +12,22 @@ Specs:
 `render` returns a buffer owned by the background (or the frame itself for `none`): consume it
 before the next call. Images are read when the background is created, so a missing or unreadable
 file fails at start-up with a one-line BackgroundError, not in the frame loop.
+
+Every kind is a builder in `BACKGROUNDS` (a `shared.registry.Registry`): a word kind ("blur") is
+chosen by its word, the others ("colour", "image", "video") by what the spec is.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from abc import ABC, abstractmethod
-from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
 
-from capture_sink.capture import IMAGE_SUFFIXES, CaptureError, VideoFileSource, scale_to_fill
+from capture_sink.sources import CaptureError, VideoFileSource, media_file, scale_to_fill
+from shared.registry import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -279,36 +282,53 @@ def parse_colour(spec: str) -> tuple[int, int, int] | None:
     return COLOURS_BGR.get(text)
 
 
+# kind -> builder(argument) -> Background. The argument is what follows "kind:" for a word kind
+# that takes one (blur), the colour text for "colour", the expanded path for "image" and "video".
+BACKGROUNDS: Registry[Callable[[str], Background]] = Registry("background", BackgroundError)
+BY_CONTENT = ("colour", "image", "video")   # chosen by what the spec is, never by their word
+TAKES_ARGUMENT = ("blur",)                  # word kinds written "word:argument"
+
+
+BACKGROUNDS.add("default", lambda _: HolodeckBackground())
+BACKGROUNDS.add("holodeck", lambda _: HolodeckBackground())
+BACKGROUNDS.add("none", lambda _: NoneBackground())
+BACKGROUNDS.add("green", lambda _: SolidBackground(GREEN_SCREEN_BGR))
+BACKGROUNDS.add("image", ImageBackground)
+BACKGROUNDS.add("video", VideoBackground)
+
+
+@BACKGROUNDS.register("blur")
+def _blur(strength: str) -> Background:
+    try:
+        sigma = float(strength) if strength else DEFAULT_BLUR_SIGMA
+    except ValueError:
+        raise BackgroundError(f"blur strength {strength!r} is not a number: write blur:15") from None
+    return BlurBackground(sigma)
+
+
+@BACKGROUNDS.register("colour")
+def _colour(text: str) -> Background:
+    return SolidBackground(parse_colour(text))
+
+
+def background_kind(text: str) -> tuple[str, str]:
+    """The `BACKGROUNDS` kind a spec names and its argument (see BACKGROUNDS)."""
+    word = text.lower()
+    name, colon, argument = word.partition(":")
+    if name in BACKGROUNDS and name not in BY_CONTENT and (not colon or name in TAKES_ARGUMENT):
+        return name, argument
+    if parse_colour(text) is not None:
+        return "colour", text
+    return media_file(text, what="background", error=BackgroundError,
+                      choices="give an image or video file, a colour (#rrggbb or a name), blur[:N], green, "
+                              "none or default")
+
+
 def create_background(spec: str) -> Background:
     """Build the background named by `spec` (see the module docstring).
 
     Raises:
         BackgroundError: missing/unreadable file, bad colour or blur strength; one line naming the fix.
     """
-    text = str(spec).strip()
-    word = text.lower()
-    if word in ("default", "holodeck"):
-        return HolodeckBackground()
-    if word == "none":
-        return NoneBackground()
-    if word == "green":
-        return SolidBackground(GREEN_SCREEN_BGR)
-    if word == "blur" or word.startswith("blur:"):
-        strength = word.partition(":")[2]
-        try:
-            sigma = float(strength) if strength else DEFAULT_BLUR_SIGMA
-        except ValueError:
-            raise BackgroundError(f"blur strength {strength!r} is not a number: write blur:15") from None
-        return BlurBackground(sigma)
-    colour = parse_colour(text)
-    if colour is not None:
-        return SolidBackground(colour)
-    path = Path(text).expanduser()
-    if not path.exists():
-        raise BackgroundError(f"background {text!r} not found: give an image or video file, a colour "
-                              f"(#rrggbb or a name), blur[:N], green, none or default")
-    if not path.is_file() or not os.access(path, os.R_OK):
-        raise BackgroundError(f"background {text!r} is not a readable file: check the path and its permissions")
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        return ImageBackground(str(path))
-    return VideoBackground(str(path))
+    kind, argument = background_kind(str(spec).strip())
+    return BACKGROUNDS.get_or_raise(kind)(argument)

@@ -1,7 +1,8 @@
 """The sink's validated configuration: one dataclass, checked by named `verify_*` functions.
 
-Command-line flags (and their HOLOCAM_* environment defaults, see __main__) fill `SinkConfig`;
-the validated object is what the app's constructors receive. Nothing deeper reads os.environ.
+Command-line flags, HOLOCAM_* variables and the config file fill `SinkConfig`, layered in one
+place (capture_sink/settings_file.py, the only reader of os.environ for settings); the validated
+object is what the app's constructors receive.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ class SinkConfig:
     segmenter_threads: int = 1
     motion_skip: bool = True             # reuse the mask while nothing moved (capture_sink/motion.py)
     opencv_threads: int = 1              # OpenCV's thread pool in the sink (1: least CPU per frame)
-    # -- live control (issue 8: capture_sink/web, viewers.py, reload.py) --
+    # -- changing the look while the sink runs: the web page and API (capture_sink/web), on-demand
+    # segmenting (viewers.py) and background hot reload (reload.py) --
     http: bool = True                    # the web page + JSON API (capture_sink.web)
     http_host: str = "127.0.0.1"
     http_port: int = 8080                # 0 picks a free port (logged)
@@ -65,8 +67,7 @@ class SinkConfig:
     http_auth: bool = True               # False: no token, loopback only, logs a warning
     upload_dir: str = ""                 # uploaded backgrounds; "" = $XDG_DATA_HOME/holocam/backgrounds
     background_dirs: list[str] = field(default_factory=list)  # folders the web page may take backgrounds from
-    segmenting: str = "auto"             # auto: only while someone watches (on demand) | on | off
-    # -- end live control --
+    segmenting_mode: str = "auto"        # auto: only while someone watches (on demand) | on | off
 
     def output_options(self, kind: str) -> dict:
         if kind == "v4l2":
@@ -112,7 +113,7 @@ def verify_transport(c: SinkConfig) -> None:
         raise ConfigError("no segmenter can reach this sink: keep --bind or add --segmenter tcp://HOST:5556")
 
 
-# -- live control (issue 8) --
+# -- the web page and on-demand segmenting --
 HTTP_TOKEN_MIN_CHARS = 16
 SEGMENTING_MODES = ("auto", "on", "off")
 
@@ -131,9 +132,8 @@ def verify_http(c: SinkConfig) -> None:
                           f"browser opens, e.g. http://127.0.0.1:8080/")
     if not c.http_auth and c.http_token:
         raise ConfigError("--no-http-auth and --http-token contradict each other: drop one of them")
-    if c.segmenting not in SEGMENTING_MODES:
-        raise ConfigError(f"--segmenting {c.segmenting!r}: choose one of {', '.join(SEGMENTING_MODES)}")
-# -- end live control --
+    if c.segmenting_mode not in SEGMENTING_MODES:
+        raise ConfigError(f"--segmenting {c.segmenting_mode!r}: choose one of {', '.join(SEGMENTING_MODES)}")
 
 
 def verify_threads(c: SinkConfig) -> None:

@@ -1,9 +1,8 @@
 """When the sink runs the effect: after the mask (least contention) or while the segmenter infers.
 
 On a 2-core machine the effect running beside the inference makes three busy threads (frame loop,
-capture decode, inference) share two cores, and the inference waits for one: measured live
-inference 8-10.5 ms against 6-6.5 ms with the effect after the mask, at the same CPU per frame
-(bench/bench_cpu.py, 720p). So the effect runs after the mask, unless the frame's work done one
+capture decode, inference) share two cores, and the inference waits for one (measured in
+docs/sink-performance.md). So the effect runs after the mask, unless the frame's work done one
 step after the other would no longer fit the frame period (1080p hologram on a slow CPU): then
 overlapping keeps the output rate, which matters more than the inference's wall time.
 """

@@ -5,7 +5,7 @@ from __future__ import annotations
 from shared.errors import TransportError
 
 from .backgrounds import BackgroundError
-from .capture import CaptureError
+from .sources import CaptureError
 from .config import ConfigError
 from .effects import EffectError
 from .native.library import NativeError

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 from .backgrounds import BackgroundError, parse_colour
+from .periodic import Periodic
 
 logger = logging.getLogger(__name__)
 
@@ -79,19 +80,15 @@ class BackgroundWatcher:
         self._warned: object = None                # the change last warned about (no repeats)
         self._noted: tuple[str, Signature | None] | None = None
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._periodic = Periodic(self.poll, interval_s=interval_s, name="holocam-reload",
+                                  what="background reload check")
 
     def start(self) -> "BackgroundWatcher":
-        self.poll()
-        self._thread = threading.Thread(target=self._run, name="holocam-reload", daemon=True)
-        self._thread.start()
+        self._periodic.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=self.interval_s + 2.0)
+        self._periodic.stop()
 
     def note(self, spec: str) -> None:
         """Call just before `app.set_background(spec)`: the file as it is now is what gets loaded."""
@@ -137,10 +134,3 @@ class BackgroundWatcher:
         self.reloads += 1
         logger.info("I: background %s changed on disk: reloaded", path)
         return True
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.poll()
-            except Exception:  # the watcher must survive surprises; say what failed
-                logger.exception("E: background reload check failed")

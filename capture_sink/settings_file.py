@@ -19,8 +19,9 @@ The file is flat TOML whose keys are `SinkConfig`'s field names (`python -m capt
     http_port = 8080
 
 Unknown keys and wrongly typed values are rejected with one line naming the valid keys or the
-expected type. Most variables are named after their field; three keep their flag's name:
-HOLOCAM_FILE (file_path), HOLOCAM_OUTPUT (outputs), HOLOCAM_SEGMENTER (segmenters). `compose_network` is
+expected type. Most variables are named after their field; four keep their flag's name:
+HOLOCAM_FILE (file_path), HOLOCAM_OUTPUT (outputs), HOLOCAM_SEGMENTER (segmenters), HOLOCAM_SEGMENTING
+(segmenting_mode; `segmenting` alone means whether frames go to the segmenters right now). `compose_network` is
 HOLOCAM_COMPOSE_NETWORK, which the compose files set.
 """
 
@@ -32,7 +33,7 @@ import json
 import logging
 import os
 import tomllib
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -43,7 +44,10 @@ logger = logging.getLogger(__name__)
 ENV_PREFIX = "HOLOCAM_"
 CONFIG_ENV = "HOLOCAM_CONFIG"
 CONFIG_NAME = "sink.toml"
-ENV_NAMES = {"file_path": "HOLOCAM_FILE", "outputs": "HOLOCAM_OUTPUT", "segmenters": "HOLOCAM_SEGMENTER"}
+ENV_NAMES = {"file_path": "HOLOCAM_FILE", "outputs": "HOLOCAM_OUTPUT", "segmenters": "HOLOCAM_SEGMENTER",
+             "segmenting_mode": "HOLOCAM_SEGMENTING"}
+# Keys a config file may still use from before a field was renamed: old key -> field.
+RENAMED_KEYS = {"segmenting": "segmenting_mode"}
 SECRET_FIELDS = frozenset({"http_token"})
 SOURCES = ("default", "file", "env", "flag")
 _TRUE = ("1", "true", "yes", "on")
@@ -144,6 +148,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML ({exc}): fix that line") from None
     values: dict[str, Any] = {}
     for key, value in data.items():
+        if key in RENAMED_KEYS and RENAMED_KEYS[key] not in data:
+            key = RENAMED_KEYS[key]   # a file saved before the rename still reads
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
@@ -257,12 +263,3 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return json.dumps(str(value))  # a JSON string is a valid TOML basic string
-
-
-def defaults() -> dict[str, Any]:
-    """Every configurable field's default (for docs and tests)."""
-    out = {}
-    for f in fields(SinkConfig):
-        if f.name in settings():
-            out[f.name] = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
-    return out

@@ -14,8 +14,8 @@ Limitations:
 - In a container the host's processes are invisible: Zoom or Chrome on the host reading the
   device would never be seen. So in a container mode "auto" keeps segmenting on, and the web
   page/API toggle or `--segmenting on|off` decides (see `effective_mode`).
-- Outputs whose audience cannot be counted (a video file, a preview window, the stdlib MJPEG
-  output) also keep "auto" segmenting on: a recording must not freeze its mask.
+- Outputs whose audience cannot be counted (a video file, a preview window) also keep "auto"
+  segmenting on: a recording must not freeze its mask.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from .config import SEGMENTING_MODES, ConfigError
+from .periodic import Periodic
 
 logger = logging.getLogger(__name__)
 
@@ -159,9 +160,7 @@ class ViewerWatch:
         self.grace_s = grace_s
         self._lock = threading.Lock()
         self.state = WatchState(mode=self._checked_mode(mode), last_seen_at=time.monotonic())
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._periodic = Periodic(self.check, interval_s=interval_s, name="holocam-viewers", what="viewer check")
         if mode == "auto" and self.in_container:
             logger.info("I: on-demand segmenting is off in a container (host viewers are invisible): "
                         "use the web page or --segmenting on|off")
@@ -185,19 +184,14 @@ class ViewerWatch:
         with self._lock:
             self.state.mode = self._checked_mode(mode)
             self.state.last_seen_at = time.monotonic()  # a fresh grace period for "auto"
-        self._wake.set()
+        self._periodic.wake()
 
     def start(self) -> "ViewerWatch":
-        self.check()
-        self._thread = threading.Thread(target=self._run, name="holocam-viewers", daemon=True)
-        self._thread.start()
+        self._periodic.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=self.interval_s + 2.0)
+        self._periodic.stop()
 
     def snapshot(self) -> dict:
         """Mode, what it means here, and the last count of viewers (for the page and the API)."""
@@ -234,14 +228,3 @@ class ViewerWatch:
                         f"viewers: {viewers.total}" if mode == "auto" else f"mode {mode}")
             self.app.set_segmenting(wanted)
         return wanted
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(self.interval_s)
-            self._wake.clear()
-            if self._stop.is_set():
-                break
-            try:
-                self.check()
-            except Exception:  # a failed check must not end on-demand control; say what failed
-                logger.exception("E: viewer check failed")

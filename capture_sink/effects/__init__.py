@@ -10,7 +10,8 @@ subclass with a `KEY`; defining the class registers it. Modules are imported her
         KEY = "sepia"
         def apply(self, frame_bgr): ...
 
-A plug-in that fails to import is logged and skipped, never fatal (like Frigate's detectors).
+A plug-in that fails to import is logged and recorded as unavailable, never fatal (like
+Frigate's detectors). `EFFECTS` is a `shared.registry.Registry`, the shape every plug-in kind uses.
 """
 
 from __future__ import annotations
@@ -24,13 +25,16 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-logger = logging.getLogger(__name__)
+from shared.registry import Registry
 
-EFFECTS: dict[str, type["Effect"]] = {}
+logger = logging.getLogger(__name__)
 
 
 class EffectError(ValueError):
     """A bad effect name or option; the message is one line naming the fix."""
+
+
+EFFECTS: Registry[type["Effect"]] = Registry("effect", EffectError)
 
 
 class Effect(ABC):
@@ -48,10 +52,7 @@ class Effect(ABC):
         key = cls.__dict__.get("KEY")
         if key is None:
             return  # an abstract intermediate class
-        if key in EFFECTS and EFFECTS[key] is not cls:
-            raise EffectError(f"effect key {key!r} is defined twice ({EFFECTS[key].__module__} and "
-                              f"{cls.__module__}): give one of them another KEY")
-        EFFECTS[key] = cls
+        EFFECTS.add(key, cls)
 
     @abstractmethod
     def apply(self, frame_bgr: np.ndarray) -> np.ndarray:
@@ -72,9 +73,6 @@ class Effect(ABC):
         """
         return compositor.composite(self.apply(frame_bgr), background, alpha)
 
-    def reset(self) -> None:
-        """Forget per-stream state (buffers sized for another frame size, animation time)."""
-
 
 def _options_of(cls: type[Effect]) -> list[str]:
     params = inspect.signature(cls.__init__).parameters.values()
@@ -93,9 +91,7 @@ def create_effect(name: str, **options: Any) -> Effect:
     Raises:
         EffectError: unknown name or option, or an option value the effect rejects.
     """
-    cls = EFFECTS.get(name)
-    if cls is None:
-        raise EffectError(f"unknown effect {name!r}: choose one of {', '.join(sorted(EFFECTS))}")
+    cls = EFFECTS.get_or_raise(name)
     known = _options_of(cls)
     unknown = sorted(set(options) - set(known))
     if unknown:
@@ -109,6 +105,7 @@ def _load_plugins() -> None:
         try:
             importlib.import_module(f"{__name__}.{module.name}")
         except Exception as exc:  # an optional plug-in must not take the sink down
+            EFFECTS.unavailable(module.name, f"its module failed to import ({exc})")
             logger.warning("W: effect plug-in %s failed to import, skipped: %s", module.name, exc)
 
 

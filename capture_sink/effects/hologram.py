@@ -81,9 +81,6 @@ class Hologram(Effect):
         self._shape: tuple[int, int] | None = None
         self.last_gains: np.ndarray = np.empty(0, np.float32)  # the factors of the last frame
 
-    def reset(self) -> None:
-        self._shape = None
-
     def _allocate(self, height: int, width: int) -> None:
         s, k = self.shift, len(self._channels)
         self._gray = np.empty((height, width), np.uint8)

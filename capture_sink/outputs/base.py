@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from types import TracebackType
 from typing import ClassVar
 
 import numpy as np
 
 from capture_sink.outputs.errors import OutputError
+from shared.registry import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -21,8 +21,8 @@ class Output(ABC):
     exactly that size (the sink's colour convention). Problems a user can fix raise
     :class:`OutputError`.
 
-    Subclasses set ``KEY`` (the name ``create_output`` knows them by) and implement
-    ``write`` and ``_close``.
+    Subclasses set ``KEY`` (the name ``create_output`` knows them by), implement ``write`` and
+    ``_close``, and are registered with ``@register_output``.
     """
 
     KEY: ClassVar[str]
@@ -65,12 +65,7 @@ class Output(ABC):
     def __enter__(self) -> Output:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def _check_frame(self, frame: np.ndarray) -> None:
@@ -88,3 +83,11 @@ class Output(ABC):
                 f"{self.KEY} output takes BGR uint8 frames of shape {expected}, got {got}: "
                 f"resize/convert the frame, or open the output at {self.width}x{self.height}"
             )
+
+
+OUTPUTS: Registry[type[Output]] = Registry("output", OutputError)
+
+
+def register_output(cls: type[Output]) -> type[Output]:
+    """Class decorator: make `cls` known to `create_output` under its ``KEY``."""
+    return OUTPUTS.add(cls.KEY, cls)

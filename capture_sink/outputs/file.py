@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from capture_sink.outputs.base import Output
+from capture_sink.outputs.base import Output, register_output
 from capture_sink.outputs.errors import OutputError
 
 logger = logging.getLogger(__name__)
@@ -22,6 +22,7 @@ FOURCC_BY_EXTENSION = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "
 SEQUENCE_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff")
 
 
+@register_output
 class FileOutput(Output):
     """Writes frames to a video file (.mp4/.m4v/.mov as MPEG-4 Part 2, .avi/.mkv as MJPEG).
 

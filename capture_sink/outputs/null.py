@@ -6,11 +6,12 @@ import logging
 
 import numpy as np
 
-from capture_sink.outputs.base import Output
+from capture_sink.outputs.base import Output, register_output
 
 logger = logging.getLogger(__name__)
 
 
+@register_output
 class NullOutput(Output):
     """Checks and counts frames, writes nothing (``frames_written`` is the count)."""
 

@@ -98,3 +98,10 @@ def keeps_capture_only_after_close(sys_root: Path = SYS_ROOT) -> bool:
     """Whether the loaded release is one whose write() producers leave the device capture-only (0.12.5-0.12.7)."""
     found = module_version(sys_root)
     return bool(found and found[1] and (0, 12, 5) <= found[1] < (0, 13, 0))
+
+
+def modprobe_line(device: str) -> str:
+    """The command that loads v4l2loopback with `device` (/dev/videoN) as holocam's camera."""
+    match = re.search(r"video(\d+)$", device)
+    number = match.group(1) if match else "20"
+    return f'sudo modprobe v4l2loopback devices=1 video_nr={number} card_label="holocam" exclusive_caps=1'

@@ -10,7 +10,7 @@ import sys
 import cv2
 import numpy as np
 
-from capture_sink.outputs.base import Output
+from capture_sink.outputs.base import Output, register_output
 from capture_sink.outputs.errors import OutputError
 
 logger = logging.getLogger(__name__)
@@ -25,6 +25,7 @@ def opencv_gui_backend() -> str | None:
     return None if backend in (None, "NONE") else backend
 
 
+@register_output
 class WindowOutput(Output):
     """Shows frames in a desktop window; ``quit_requested`` turns True on q/Esc or when it is closed.
 

@@ -7,9 +7,8 @@ Why these choices:
 - Chroma is the average of the pixels it covers (2 for YUYV, 2x2 for I420), as libyuv does.
   Point-sampled chroma aliases on fine horizontal patterns such as the hologram's scanlines.
 
-Costs at 1280x720 on the 2-core dev VM (OpenCV 5, 2 threads): YUYV ~1.4 ms (2.6 ms on one
-thread; OpenCV has no SIMD path for it), I420 ~1.0 ms. pyvirtualcam's libyuv does BGR -> I420
-in ~0.15 ms, which is why that backend hands it BGR.
+pyvirtualcam's libyuv converts BGR -> I420 several times faster than OpenCV, which is why that
+backend is handed BGR (the costs: docs/sink-performance.md).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from capture_sink.control_api import SinkControl
 
 from .server import WebServer
 
@@ -40,7 +40,7 @@ __all__ = ["WebServer", "create_web_server"]
 logger = logging.getLogger(__name__)
 
 
-def create_web_server(app: Any) -> WebServer:
+def create_web_server(app: SinkControl) -> WebServer:
     """A WebServer set up from `app.config` (http_host/port, the token, upload_dir).
 
     The token: `http_token` if set, else the one kept in `http_token_file` (made on the first

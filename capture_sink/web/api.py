@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from capture_sink.control_api import SinkControl
 from capture_sink.errors import USER_ERRORS
 
 from .control import (ChangeError, apply_change, check_change, choices, current_settings, wait_applied)
@@ -47,14 +48,14 @@ ENDPOINTS = {
 
 
 class Api:
-    """The endpoints of one WebServer, bound to one SinkApp."""
+    """The endpoints of one WebServer, bound to one running sink."""
 
-    def __init__(self, app: Any, hub: PreviewHub, uploads: UploadStore) -> None:
+    def __init__(self, app: SinkControl, hub: PreviewHub, uploads: UploadStore) -> None:
         self.app = app
         self.hub = hub
         self.uploads = uploads
-        self.files = BackgroundFiles([uploads.folder, *getattr(app.config, "background_dirs", [])],
-                                     startup=str(getattr(app.config, "background", "")))
+        self.files = BackgroundFiles([uploads.folder, *app.config.background_dirs],
+                                     startup=str(app.config.background))
         self._change_lock = asyncio.Lock()   # one change at a time: each builds on the last one applied
 
     def routes(self, router: web.UrlDispatcher) -> None:
@@ -119,17 +120,16 @@ class Api:
     async def status(self, request: web.Request) -> web.Response:
         app = self.app
         stats = app.stats.snapshot()
-        dispatcher = getattr(app, "dispatcher", None)
-        if dispatcher is not None:
-            transport = dispatcher.stats()
+        transport = app.transport_stats()
+        if transport is not None:
             stats["replicas"] = transport.get("replicas", 0)
             stats["masks_by_replica"] = transport.get("masks_by_replica", {})
             stats["replica_devices"] = {r["replica_id"]: r["device"] for r in transport.get("per_replica", [])}
         stats["preview_viewers"] = self.hub.clients
-        watch = getattr(app, "viewer_watch", None)
+        watch = app.viewer_watch
         return web.json_response({
             "settings": current_settings(app),
-            "output": app.output_state() if hasattr(app, "output_state") else None,
+            "output": app.output_state(),
             "stats": stats,
             "viewers": watch.snapshot() if watch is not None else None,
             "choices": {**choices(app), "uploads": [str(p) for p in self.uploads.list()]},

@@ -1,4 +1,4 @@
-"""Live settings as the API sees them: read them from a SinkApp, check a change, apply it.
+"""Live settings as the API sees them: read them from the running sink, check a change, apply it.
 
 A change is a JSON object with any subset of the keys `GET /api/settings` returns. Everything is
 checked before anything is applied; the only step that can still fail afterwards is reading a
@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from capture_sink.app import PAUSE_MODES
 from capture_sink.config import SEGMENTING_MODES, ConfigError
+from capture_sink.control_api import PAUSE_MODES, SinkControl
 from capture_sink.effects import EFFECTS
 from capture_sink.refine import PRESETS, RefineConfig, RefineConfigError, preset
 
@@ -27,8 +27,8 @@ logger = logging.getLogger(__name__)
 SETTING_KEYS = ("effect", "background", "preset", "refine", "paused", "segmenting", "segmenting_mode")
 APPLY_TIMEOUT_S = 2.0       # the frame loop applies changes between frames: a few frames at most
 _REFINE_FIELDS = {f.name: f for f in fields(RefineConfig)}
-_INT_FIELDS = {"erode", "dilate", "blur", "edge_radius", "edge_subsample", "work_max_side"}
-_STR_FIELDS = {"edge"}
+_INT_FIELDS = {f.name for f in fields(RefineConfig) if f.type == "int"}      # whole pixels
+_STR_FIELDS = {f.name for f in fields(RefineConfig) if f.type not in ("int", "float")}
 
 
 class ChangeError(ValueError):
@@ -48,10 +48,10 @@ class Change:
     expected: dict[str, Any] = field(default_factory=dict)
 
 
-def current_settings(app: Any) -> dict[str, Any]:
+def current_settings(app: SinkControl) -> dict[str, Any]:
     """app.settings() plus the on-demand mode (`segmenting` is what the app does right now)."""
     settings = dict(app.settings())
-    watch = getattr(app, "viewer_watch", None)
+    watch = app.viewer_watch
     settings["segmenting_mode"] = watch.mode if watch is not None else ("on" if app.segmenting else "off")
     return settings
 
@@ -70,7 +70,7 @@ def _refine_value(name: str, value: Any) -> Any:
     return float(value)
 
 
-def check_change(app: Any, body: Any, files: BackgroundFiles | None = None) -> Change:
+def check_change(app: SinkControl, body: Any, files: BackgroundFiles | None = None) -> Change:
     """Check a change against the app's current state; raises ChangeError without applying anything.
 
     `files` decides which background files a web client may use (None: any, for local callers).
@@ -99,7 +99,7 @@ def check_change(app: Any, body: Any, files: BackgroundFiles | None = None) -> C
             except BackgroundNotAllowed as exc:
                 raise ChangeError(str(exc)) from None
         change.background = change.expected["background"] = spec
-    base = app.refiner.config
+    base = app.refine_config()
     if "preset" in body:
         try:
             base = preset(body["preset"])
@@ -140,10 +140,10 @@ def check_change(app: Any, body: Any, files: BackgroundFiles | None = None) -> C
     return change
 
 
-def apply_change(app: Any, change: Change) -> None:
+def apply_change(app: SinkControl, change: Change) -> None:
     """Queue a checked change on the app. Raises the app's BackgroundError before anything else."""
     if change.background is not None:
-        watcher = getattr(app, "background_watcher", None)
+        watcher = app.background_watcher
         if watcher is not None:
             watcher.note(change.background)            # hot reload: this version of the file is loaded
         app.set_background(change.background)          # reads the file: the one step that can fail
@@ -157,7 +157,7 @@ def apply_change(app: Any, change: Change) -> None:
     if change.paused is not None:
         app.pause(change.paused)
     if change.segmenting_mode is not None:
-        watch = getattr(app, "viewer_watch", None)
+        watch = app.viewer_watch
         if watch is not None:
             watch.set_mode(change.segmenting_mode)
         else:
@@ -168,7 +168,7 @@ def apply_change(app: Any, change: Change) -> None:
     logger.info("I: web change: %s", ", ".join(k for k in SETTING_KEYS if getattr(change, k, None) is not None))
 
 
-async def wait_applied(app: Any, expected: dict[str, Any], timeout_s: float = APPLY_TIMEOUT_S) -> bool:
+async def wait_applied(app: SinkControl, expected: dict[str, Any], timeout_s: float = APPLY_TIMEOUT_S) -> bool:
     """Wait until app.settings() shows `expected`, and one frame made with it has gone to the outputs.
 
     The frame loop applies changes at the start of a frame, so a snapshot asked for after this
@@ -187,7 +187,7 @@ async def wait_applied(app: Any, expected: dict[str, Any], timeout_s: float = AP
     return True
 
 
-def choices(app: Any) -> dict[str, Any]:
+def choices(app: SinkControl) -> dict[str, Any]:
     """What the page offers in its controls."""
     return {
         "effect": sorted(EFFECTS),

@@ -2,7 +2,7 @@
 
 `WebServer(app, ...).start()` binds (failing at once, in the caller, with a one-line ConfigError
 if it cannot), serves the page and the API (`capture_sink.web.api`), and adds the preview writer
-to the app's outputs. `stop()` ends open streams, closes the listener and joins the thread.
+to the app's outputs (`app.add_output`). `stop()` ends open streams, closes the listener and joins the thread.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ import asyncio
 import logging
 import threading
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
 from capture_sink.config import ConfigError
-from capture_sink.outputs.steady import SteadyWriter
+from capture_sink.control_api import SinkControl
+from capture_sink.steady_writer import SteadyWriter
 from shared.security import is_loopback_host
 
 from .api import Api
@@ -34,7 +34,7 @@ class WebServer:
     """The page, the MJPEG preview and the JSON API of one SinkApp.
 
     Args:
-        app: the SinkApp (its source must be open: the preview takes its frame size).
+        app: the running sink (its source must be open: the preview takes its frame size).
         host, port: where to listen; port 0 picks a free one (see `url`).
         token: required by every request when set; required to bind anything but loopback.
         show_token: log the URL with the token (a token the user did not write anywhere).
@@ -45,7 +45,7 @@ class WebServer:
         preview_fps: rate of the preview stream.
     """
 
-    def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 8080, token: str = "",
+    def __init__(self, app: SinkControl, *, host: str = "127.0.0.1", port: int = 8080, token: str = "",
                  upload_dir: str | Path, upload_max_bytes: int = UPLOAD_MAX_BYTES,
                  preview_fps: float = PREVIEW_FPS, show_token: bool = False, public_url: str = "") -> None:
         if not token and not is_loopback_host(host):
@@ -57,7 +57,7 @@ class WebServer:
         self.public_url = public_url.rstrip("/") + "/" if public_url else ""
         self.hub = PreviewHub()
         self.uploads = UploadStore(upload_dir, max_bytes=upload_max_bytes)
-        self.preview_fps = min(float(preview_fps), float(getattr(app.config, "fps", preview_fps)))
+        self.preview_fps = min(float(preview_fps), float(app.config.fps))
         self.api = Api(app, self.hub, self.uploads)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -90,12 +90,12 @@ class WebServer:
         return self
 
     def _start_preview(self) -> None:
-        source = getattr(self.app, "source", None)
-        if source is None:
+        size = self.app.frame_size()
+        if size is None:
             return  # no frames to show (an app that was not started): the API still works
-        self.preview = PreviewOutput(width=source.width, height=source.height, fps=self.preview_fps, hub=self.hub)
+        self.preview = PreviewOutput(width=size[0], height=size[1], fps=self.preview_fps, hub=self.hub)
         self.preview_writer = SteadyWriter(self.preview, fps=self.preview_fps, start_black=False).start()
-        self.app.writers.append(self.preview_writer)
+        self.app.add_output(self.preview_writer)
 
     def stop(self) -> None:
         """Close streams and the listener, stop the preview writer; safe to call twice."""
@@ -106,8 +106,7 @@ class WebServer:
             if thread.is_alive():
                 logger.warning("W: the web server thread did not stop in time")
         if self.preview_writer is not None:
-            if self.preview_writer in self.app.writers:
-                self.app.writers.remove(self.preview_writer)   # a running frame loop skips it at worst once
+            self.app.remove_output(self.preview_writer)
             self.preview_writer.stop()
             self.preview_writer = None
         if self.preview is not None:

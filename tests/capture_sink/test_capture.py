@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from capture_sink.capture import (CaptureError, Frame, camera_error, create_source, list_cameras,
+from capture_sink.sources import (CaptureError, Frame, camera_error, create_source, list_cameras,
                                   scale_to_fill)
 
 W, H = 160, 120

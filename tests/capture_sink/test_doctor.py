@@ -193,7 +193,7 @@ def test_report_and_exit_status(tmp_path: Path, capsys: pytest.CaptureFixture) -
     assert out.startswith("holocam doctor\n") and "fix: " in out
 
 
-# -- the module's release, and Firefox (issue 14) ---------------------------------------------------
+# -- the module's release, and Firefox ------------------------------------------------------------
 
 def with_version(root: Path, text: str) -> Path:
     (root / "module" / "v4l2loopback" / "version").write_text(text + "\n")

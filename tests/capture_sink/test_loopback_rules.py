@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from capture_sink.outputs import v4l2_ioctl as ioctl
+from capture_sink import v4l2_ioctl as ioctl
 
 pytestmark = pytest.mark.fuse
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from skimage import data
 
-from capture_sink.capture import scale_to_fill
+from capture_sink.sources import scale_to_fill
 from capture_sink.motion import MAX_REUSE_S, MotionSkip, reuse_limit_s
 from shared.geometry import InputSpec
 from shared.resize import prepare_input

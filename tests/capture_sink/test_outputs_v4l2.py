@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 import skimage.data
 
-from capture_sink.outputs import OutputError, SteadyWriter, create_output
+from capture_sink.outputs import OutputError, create_output
 from capture_sink.outputs.base import Output
 from capture_sink.outputs.v4l2 import V4L2Output
 from capture_sink.outputs.yuv import BgrToI420, BgrToYuyv
+from capture_sink.steady_writer import SteadyWriter
 
 W, H = 640, 360
 DRIVER_VERSIONS = ["0.13.2", "0.15.4"]
@@ -223,7 +224,7 @@ def test_restart_works_on_0_12_7_that_keeps_devices_capture_only(fake_v4l2_with,
 
 @pytest.mark.fuse
 def test_capture_only_device_on_0_12_7_names_the_module_reload(fake_v4l2_with, loopback_sysfs):
-    from capture_sink.outputs.v4l2_ioctl import PIXEL_FORMATS, set_output_format
+    from capture_sink.v4l2_ioctl import PIXEL_FORMATS, set_output_format
 
     fake = fake_v4l2_with("--version", "0.12.7")
     loopback_sysfs(version="0.12.7")

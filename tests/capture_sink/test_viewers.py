@@ -97,7 +97,7 @@ def test_container_detection(tmp_path: Path) -> None:
 
 
 def test_grace_period_and_modes_on_a_running_sink(tmp_path: Path, device_file: Path) -> None:
-    with running_sink(tmp_path, with_segmenter=False, segmenting="auto") as live:
+    with running_sink(tmp_path, with_segmenter=False, segmenting_mode="auto") as live:
         app = live.app
         app.viewer_watch.stop()   # this test's watch decides, at the times it gives
         watch = ViewerWatch(app, devices=[str(device_file)], mode="auto", in_container=False, grace_s=2.0)
@@ -133,7 +133,7 @@ def test_outputs_nobody_can_count_keep_segmenting(tmp_path: Path, device_file: P
 @pytest.mark.slow
 def test_a_viewer_of_the_virtual_camera_resumes_segmenting(tmp_path: Path, fake_v4l2) -> None:
     """The sink writes the (FUSE fake) loopback device; another process opening it is a viewer."""
-    with running_sink(tmp_path, with_segmenter=False, segmenting="auto", outputs=["v4l2"],
+    with running_sink(tmp_path, with_segmenter=False, segmenting_mode="auto", outputs=["v4l2"],
                       device=str(fake_v4l2.device)) as live:
         watch = live.app.viewer_watch
         watch.in_container = False    # this test machine may be a container; the fake device is here
@@ -158,7 +158,7 @@ def test_a_viewer_of_the_virtual_camera_resumes_segmenting(tmp_path: Path, fake_
 def test_watching_the_preview_resumes_segmenting(tmp_path: Path) -> None:
     import http.client
 
-    with running_sink(tmp_path, with_segmenter=False, segmenting="auto") as live:
+    with running_sink(tmp_path, with_segmenter=False, segmenting_mode="auto") as live:
         watch = live.app.viewer_watch
         watch.in_container = False
         watch.grace_s = 0.5

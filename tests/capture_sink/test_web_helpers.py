@@ -129,7 +129,7 @@ def running_sink(tmp_path: Path, *, with_segmenter: bool = True, **overrides: An
     """
     bind = f"tcp://127.0.0.1:{free_port()}"
     values = dict(source="demo", width=WIDTH, height=HEIGHT, fps=FPS, outputs=["null"], bind=[bind],
-                  http_port=0, upload_dir=str(tmp_path / "uploads"), segmenting="on",
+                  http_port=0, upload_dir=str(tmp_path / "uploads"), segmenting_mode="on",
                   http_auth=False)   # the explicit opt-out: token tests ask for the default
 
     values.update(overrides)

@@ -25,7 +25,7 @@ WIDTH, HEIGHT, FPS = 640, 360, 30
 
 def _run(source: str, endpoint: str, seconds: float, **overrides) -> tuple[dict, dict]:
     config = validate(SinkConfig(source=source, width=WIDTH, height=HEIGHT, fps=FPS, outputs=["null"],
-                                 bind=[endpoint], http=False, segmenting="on", **overrides))
+                                 bind=[endpoint], http=False, segmenting_mode="on", **overrides))
     app = SinkApp(config)
     app.start()
     thread = threading.Thread(target=app.run, daemon=True)

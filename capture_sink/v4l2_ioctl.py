@@ -1,4 +1,7 @@
-"""The few V4L2 ioctls a loopback writer needs (QUERYCAP, G_FMT, S_FMT, S_PARM, STREAMON), via ctypes + fcntl.
+"""The few V4L2 ioctls holocam needs, via ctypes + fcntl: one module for the loopback writer and `doctor`.
+
+The writer (outputs/v4l2.py) uses QUERYCAP, G_FMT, S_FMT, S_PARM and STREAMON on the output
+queue; `doctor` uses QUERYCAP, ENUM_FMT and ENUM_FRAMESIZES to see what a camera offers.
 
 Struct layouts follow linux/videodev2.h. ``v4l2_format`` holds a union whose ``v4l2_window``
 member contains pointers, so the union is pointer-aligned: 208 bytes on 64-bit, 204 on 32-bit;
@@ -15,7 +18,9 @@ from fractions import Fraction
 
 logger = logging.getLogger(__name__)
 
+V4L2_BUF_TYPE_VIDEO_CAPTURE = 1
 V4L2_BUF_TYPE_VIDEO_OUTPUT = 2
+V4L2_FRMSIZE_TYPE_DISCRETE = 1
 V4L2_FIELD_NONE = 1
 V4L2_COLORSPACE_SRGB = 8
 
@@ -34,9 +39,12 @@ def fourcc(code: str) -> int:
 
 
 def fourcc_name(value: int) -> str:
-    """Four-letter name of a V4L2 pixel format code (unprintable bytes shown as '?')."""
-    chars = [(value >> shift) & 0xFF for shift in (0, 8, 16, 24)]
-    return "".join(chr(ch) if 32 <= ch < 127 else "?" for ch in chars)
+    """Name of a V4L2 (or OpenCV) pixel format code: 0x56595559 -> "YUYV", "Y16 " -> "Y16".
+
+    Trailing spaces and NULs are dropped, other unprintable bytes shown as '?'; 0 is "?".
+    """
+    chars = bytes((int(value) >> shift) & 0xFF for shift in (0, 8, 16, 24)).rstrip(b" \0")
+    return "".join(chr(ch) if 32 <= ch < 127 else "?" for ch in chars) or "?"
 
 
 # holocam's names for the formats it writes -> V4L2 fourcc (I420 is V4L2's "YU12").
@@ -55,21 +63,23 @@ class V4L2Capability(ctypes.Structure):
     ]
 
 
+_U32 = ctypes.c_uint32
+
+
+class V4L2FmtDesc(ctypes.Structure):
+    _fields_ = [("index", _U32), ("type", _U32), ("flags", _U32), ("description", ctypes.c_char * 32),
+                ("pixelformat", _U32), ("mbus_code", _U32), ("reserved", _U32 * 3)]
+
+
+class V4L2FrmSizeEnum(ctypes.Structure):
+    # size: discrete (width, height); stepwise (min_w, max_w, step_w, min_h, max_h, step_h)
+    _fields_ = [("index", _U32), ("pixel_format", _U32), ("type", _U32), ("size", _U32 * 6),
+                ("reserved", _U32 * 2)]
+
+
 class V4L2PixFormat(ctypes.Structure):
-    _fields_ = [
-        ("width", ctypes.c_uint32),
-        ("height", ctypes.c_uint32),
-        ("pixelformat", ctypes.c_uint32),
-        ("field", ctypes.c_uint32),
-        ("bytesperline", ctypes.c_uint32),
-        ("sizeimage", ctypes.c_uint32),
-        ("colorspace", ctypes.c_uint32),
-        ("priv", ctypes.c_uint32),
-        ("flags", ctypes.c_uint32),
-        ("ycbcr_enc", ctypes.c_uint32),
-        ("quantization", ctypes.c_uint32),
-        ("xfer_func", ctypes.c_uint32),
-    ]
+    _fields_ = [(name, _U32) for name in ("width", "height", "pixelformat", "field", "bytesperline", "sizeimage",
+                                          "colorspace", "priv", "flags", "ycbcr_enc", "quantization", "xfer_func")]
 
 
 class _V4L2FormatUnion(ctypes.Union):
@@ -113,10 +123,12 @@ def _ioc(direction: int, nr: int, size: int) -> int:
 
 _WRITE, _READ, _READ_WRITE = 1, 2, 3
 VIDIOC_QUERYCAP = _ioc(_READ, 0, ctypes.sizeof(V4L2Capability))
+VIDIOC_ENUM_FMT = _ioc(_READ_WRITE, 2, ctypes.sizeof(V4L2FmtDesc))
 VIDIOC_G_FMT = _ioc(_READ_WRITE, 4, ctypes.sizeof(V4L2Format))
 VIDIOC_S_FMT = _ioc(_READ_WRITE, 5, ctypes.sizeof(V4L2Format))
 VIDIOC_S_PARM = _ioc(_READ_WRITE, 22, ctypes.sizeof(V4L2StreamParm))
 VIDIOC_STREAMON = _ioc(_WRITE, 18, ctypes.sizeof(ctypes.c_int))
+VIDIOC_ENUM_FRAMESIZES = _ioc(_READ_WRITE, 74, ctypes.sizeof(V4L2FrmSizeEnum))
 
 
 @dataclass(frozen=True)
@@ -134,6 +146,10 @@ class DeviceCaps:
     @property
     def can_output(self) -> bool:
         return bool(self.caps & V4L2_CAP_VIDEO_OUTPUT)
+
+    @property
+    def can_capture(self) -> bool:
+        return bool(self.caps & V4L2_CAP_VIDEO_CAPTURE)
 
 
 @dataclass(frozen=True)
@@ -210,3 +226,28 @@ def set_output_fps(fd: int, fps: float) -> tuple[int, int]:
 def stream_on_output(fd: int) -> None:
     """VIDIOC_STREAMON for the output queue (used only for v4l2loopback 0.12.5-0.12.7, see v4l2.py)."""
     fcntl.ioctl(fd, VIDIOC_STREAMON, ctypes.c_int(V4L2_BUF_TYPE_VIDEO_OUTPUT))
+
+
+def capture_formats(fd: int) -> dict[str, tuple[int, int]]:
+    """VIDIOC_ENUM_FMT + ENUM_FRAMESIZES of a camera: fourcc -> the largest frame size offered ((0, 0): any)."""
+    formats: dict[str, tuple[int, int]] = {}
+    for index in range(64):
+        desc = V4L2FmtDesc(index=index, type=V4L2_BUF_TYPE_VIDEO_CAPTURE)
+        try:
+            fcntl.ioctl(fd, VIDIOC_ENUM_FMT, desc)
+        except OSError:
+            break
+        best = (0, 0)
+        for size_index in range(256):
+            size = V4L2FrmSizeEnum(index=size_index, pixel_format=desc.pixelformat)
+            try:
+                fcntl.ioctl(fd, VIDIOC_ENUM_FRAMESIZES, size)
+            except OSError:
+                break
+            discrete = size.type == V4L2_FRMSIZE_TYPE_DISCRETE
+            wh = (size.size[0], size.size[1]) if discrete else (size.size[1], size.size[4])
+            best = max(best, wh, key=lambda s: s[0] * s[1])
+            if not discrete:
+                break
+        formats[fourcc_name(desc.pixelformat)] = best
+    return formats

@@ -1,5 +1,8 @@
 """Write to an output at a fixed rate, repeating the last frame when no new one arrived.
 
+Not an output itself: it drives one (any `capture_sink.outputs.Output`, or the web preview) from
+its own thread, so the frame loop hands each frame over without waiting for the device.
+
 Chrome (and so Meet, Teams and Zoom in the browser) drops a v4l2loopback camera whose producer
 stops writing, and with exclusive_caps=1 the device is only listed while a producer writes. So the
 virtual camera must keep its rate even when masks stall or the pipeline hiccups: this thread
@@ -151,9 +154,9 @@ class SteadyWriter:
     def _run(self) -> None:
         # A fresh frame is written as soon as it arrives (no sooner than MIN_GAP periods after the
         # last write, so a burst cannot flood the device); waiting for the next clock tick instead
-        # added 0-1 period of latency to every frame (p50 31 -> 16 ms, p95 46 -> 20 ms at 30 fps in
-        # bench/bench_pipeline.py). Without fresh frames the last one is repeated: the first time
-        # after FIRST_REPEAT periods (a late frame is not answered with a duplicate), then every period.
+        # adds up to one period of latency to every frame (docs/sink-performance.md). Without fresh
+        # frames the last one is repeated: the first time after FIRST_REPEAT periods (a late frame is
+        # not answered with a duplicate), then every period.
         last_write = -float("inf")
         repeating = False
         try:
