@@ -11,6 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from capture_sink.v4l2_ioctl import fourcc_name
+
 from .base import SOURCES, CaptureError, Pacer, Source, scale_to_fill
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
@@ -34,13 +36,26 @@ def media_file(spec: str, *, what: str, choices: str, error: type[Exception]) ->
     return ("image" if path.suffix.lower() in IMAGE_SUFFIXES else "video"), str(path)
 
 
+def _open_video(path: str) -> tuple[cv2.VideoCapture, bool]:
+    """The capture of `path`, and whether it hands out raw JPEG packets.
+
+    An MJPEG file is read packet by packet and each JPEG decoded with cv2.imdecode (libjpeg-turbo),
+    as OpenCV's V4L2 backend decodes a webcam's MJPG frames: about 25% less CPU at 720p than
+    FFmpeg's decoder and colour conversion, and no FFmpeg decoding threads.
+    """
+    cap = cv2.VideoCapture(path)
+    fourcc = fourcc_name(int(cap.get(cv2.CAP_PROP_FOURCC))) if cap.isOpened() else ""
+    jpeg = fourcc.upper() == "MJPG" and cap.set(cv2.CAP_PROP_FORMAT, -1)
+    return cap, bool(jpeg)
+
+
 class VideoFileSource(Source):
     """A video file, paced at its own fps, looping unless loop=False."""
 
     def __init__(self, path: str, width: int, height: int, fps: float, loop: bool = True) -> None:
-        cap = cv2.VideoCapture(path)
-        ok, first = cap.read() if cap.isOpened() else (False, None)
-        if not ok or first is None:
+        cap, self._jpeg = _open_video(path)
+        first = self._decode(*cap.read()) if cap.isOpened() else None
+        if first is None:
             cap.release()
             raise CaptureError(f"cannot read video {path}: not a video OpenCV can decode; "
                                f"convert it (e.g. ffmpeg -i {path} out.mp4) or pick another file")
@@ -50,25 +65,34 @@ class VideoFileSource(Source):
         self._cap, self._path, self._loop = cap, path, loop
         self._pending: np.ndarray | None = first
         self._pacer = Pacer(pace, self._stop)
-        logger.info("I: video %s: %dx%d @ %.2f fps, scaled to fill %dx%d%s", path, first.shape[1],
-                    first.shape[0], pace, width, height, ", looping" if loop else "")
+        logger.info("I: video %s: %dx%d @ %.2f fps%s, scaled to fill %dx%d%s", path, first.shape[1],
+                    first.shape[0], pace, " (MJPEG, decoded frame by frame as a webcam's)" if self._jpeg else "",
+                    width, height, ", looping" if loop else "")
         self.start()
+
+    def _decode(self, ok: bool, data: np.ndarray | None) -> np.ndarray | None:
+        """The BGR image of one read: as read, or the JPEG packet decoded (MJPEG files)."""
+        if not ok or data is None:
+            return None
+        if not self._jpeg:
+            return data
+        return cv2.imdecode(data.reshape(-1), cv2.IMREAD_COLOR)
 
     def _next_image(self) -> np.ndarray | None:
         if self._pending is not None:
             image, self._pending = self._pending, None
             return image
-        ok, image = self._cap.read()
-        if ok and image is not None:
+        image = self._decode(*self._cap.read())
+        if image is not None:
             return image
         if not self._loop:
             return None
         # rewind; some containers refuse seeking, so reopen as the fallback
         if not self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0):
             self._cap.release()
-            self._cap = cv2.VideoCapture(self._path)
-        ok, image = self._cap.read()
-        if not ok or image is None:
+            self._cap, self._jpeg = _open_video(self._path)
+        image = self._decode(*self._cap.read())
+        if image is None:
             raise CaptureError(f"video {self._path} could not be read again after its end: "
                                f"re-encode it (e.g. ffmpeg -i {self._path} out.mp4)")
         return image

@@ -47,6 +47,23 @@ def test_video_file_frames_are_in_order_and_loop(tmp_path: Path) -> None:
     assert frames[-1].seq >= 6  # more frames than the file has: it looped
 
 
+def test_mjpeg_files_are_decoded_packet_by_packet_like_a_webcam(tmp_path: Path) -> None:
+    """An MJPEG file's frames come from cv2.imdecode of each JPEG packet (as OpenCV's V4L2
+    backend decodes a webcam's MJPG), the same pictures FFmpeg's decoder gives, and loop."""
+    video = write_video(tmp_path / "clip.avi", frames=6, fps=60)
+    reference = cv2.VideoCapture(str(video))
+    expected = [reference.read()[1] for _ in range(6)]
+    reference.release()
+    with create_source(str(video), width=W, height=H, fps=30, loop=True) as source:
+        assert source._jpeg, "an MJPEG file must be read as JPEG packets"
+        frames = read_n(source, 8)
+    for i, frame in enumerate(frames):
+        diff = np.abs(frame.image.astype(int) - expected[frame.seq % 6])
+        assert diff.mean() < 1.5 and diff.max() <= 40, f"frame {frame.seq}: another picture (mean diff {diff.mean()})"
+    bars = [int((f.image[H // 2, :, 2] > 100).sum()) for f in frames[:6]]
+    assert bars == sorted(bars) and bars[0] < bars[-1]      # the growing bar: frames in order
+
+
 def test_video_file_without_loop_ends(tmp_path: Path) -> None:
     video = write_video(tmp_path / "clip.avi", frames=4, fps=100)
     with create_source(str(video), width=W, height=H, loop=False) as source:
