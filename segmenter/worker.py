@@ -19,18 +19,15 @@ behind a slow link; the benchmarks and the reorder tests use it.
 
 from __future__ import annotations
 
-import argparse
 import heapq
 import itertools
 import logging
 import os
 import queue
-import signal
 import socket
-import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import zmq
@@ -39,41 +36,17 @@ from shared import protocol
 from shared.protocol import (ERR_BAD_REQUEST, ERR_BUSY, ERR_DRAINING, ERR_REFUSED, ERR_UNKNOWN_REPLICA,
                              MAX_TEXT, Error, Goodbye, Heartbeat, Hello, ProtocolError, SegmentRequest)
 from shared.health import LivenessFile
-from shared.transport import (DEFAULT_REPLICA_KEY_NAME, GOODBYE_LINGER_MS, HEARTBEAT_INTERVAL_S,
-                              HEARTBEAT_LIVENESS, CurveKeys, RateLimitedLog, ReplicaSocket, TransportError,
-                              check_plain_text, compose_network_from_env, parse_endpoint, replica_keys)
+from shared.transport import (GOODBYE_LINGER_MS, HEARTBEAT_INTERVAL_S, HEARTBEAT_LIVENESS, CurveKeys,
+                              RateLimitedLog, ReplicaSocket)
 
-from .model import DEFAULT_MODEL, MODEL_NAMES, ModelError, SegmentationModel, create_model
-from .device import load_device_model, resolve_device
+from .links import DEFAULT_CAPACITY, RECONNECT_MAX_S, RECONNECT_MIN_S, Link, check_capacity, sink_links
+from .model import ModelError, SegmentationModel
 from .model.base import InputSpec
-from .weights import WeightsError
 
 logger = logging.getLogger(__name__)
 
-RECONNECT_MIN_S = 0.25
-RECONNECT_MAX_S = 2.0
 DRAIN_TIMEOUT_S = 5.0          # SIGTERM: longest wait for frames in flight
-DEFAULT_CAPACITY = 1           # lowest latency; 2 hides transfer time on a slow link
-MAX_CAPACITY = protocol.MAX_CAPACITY
 MAX_RECV_PER_TURN = 64
-DEFAULT_CONNECT = "tcp://127.0.0.1:5555"
-
-
-@dataclass
-class Link:
-    """This replica's session with one sink over one endpoint."""
-    endpoint: str
-    mode: str                              # "connect" | "bind"
-    sock: ReplicaSocket | None = None
-    registered: bool = False               # the sink has answered since our last (re)connect
-    generation: int = 0                    # bumps on reconnect: results for an older session are dropped
-    last_heard: float = 0.0
-    peer_lifetime_s: float = HEARTBEAT_INTERVAL_S * HEARTBEAT_LIVENESS
-    next_beat: float = 0.0
-    reconnect_at: float | None = None
-    backoff_s: float = RECONNECT_MIN_S
-    refused_until: float = 0.0
-    in_flight: set[int] = field(default_factory=set)
 
 
 @dataclass
@@ -109,13 +82,8 @@ class Worker:
                  heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S, heartbeat_liveness: int = HEARTBEAT_LIVENESS,
                  test_delay_ms: float = 0.0, health_file: str | None = None, device: str = "cpu",
                  batch: bool = False) -> None:
-        if not 1 <= capacity <= MAX_CAPACITY:
-            raise TransportError(f"--capacity {capacity} is out of range: use 1..{MAX_CAPACITY} "
-                                 f"(default {DEFAULT_CAPACITY})")
-        if not connect and not bind:
-            raise TransportError(f"no sink to serve: give --connect {DEFAULT_CONNECT} or --bind tcp://*:5556")
-        endpoints = [parse_endpoint(e, bind=False) for e in connect] + [parse_endpoint(e, bind=True) for e in bind]
-        check_plain_text(endpoints, curve=curve, insecure=insecure, compose_network=compose_network)
+        check_capacity(capacity)
+        sink_links(connect, bind, curve=curve, insecure=insecure, compose_network=compose_network)
         self.model = model
         self.spec: InputSpec = model.input_spec
         self.capacity = capacity
@@ -471,119 +439,3 @@ class Worker:
             return    # that session is gone; the sink has given the frame up already
         link.in_flight.discard(job.request.seq)
         link.sock.send(payload)
-
-
-# -- command line ------------------------------------------------------------------------------------
-
-def _env_list(name: str) -> list[str] | None:
-    value = os.environ.get(name, "").strip()
-    return [v.strip() for v in value.split(",") if v.strip()] or None
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The `serve` subcommand's options (environment defaults in brackets)."""
-    net = parser.add_argument_group("sinks")
-    net.add_argument("--connect", action="append", metavar="ENDPOINT",
-                     help=f"a sink to join, repeatable [HOLOCAM_CONNECT, comma-separated] "
-                          f"(default {DEFAULT_CONNECT} unless --bind is given)")
-    net.add_argument("--bind", action="append", metavar="ENDPOINT",
-                     help="listen here for a sink that connects (its --segmenter tcp://HOST:PORT), "
-                          "repeatable [HOLOCAM_BIND]")
-    net.add_argument("--capacity", type=int, default=DEFAULT_CAPACITY,
-                     help=f"frames in flight per sink (default {DEFAULT_CAPACITY}: lowest latency; "
-                          f"2 hides transfer time on a slow link)")
-    net.add_argument("--replica-id", default=None, help="name in the sink's logs (default HOSTNAME-PID)")
-    sec = parser.add_argument_group("security")
-    sec.add_argument("--curve-dir", default=os.environ.get("HOLOCAM_CURVE_DIR") or None,
-                     help="keys folder from `python -m shared.keys DIR` (make keys); encrypts every link "
-                          "[HOLOCAM_CURVE_DIR]")
-    sec.add_argument("--curve-name", default=DEFAULT_REPLICA_KEY_NAME,
-                     help="which key pair in --curve-dir is ours (default segmenter)")
-    sec.add_argument("--curve-secret", default=None, metavar="FILE", help="our key pair file (overrides --curve-name)")
-    sec.add_argument("--sink-key", default=None, metavar="FILE",
-                     help="the sink's public key file (default DIR/sink.key)")
-    sec.add_argument("--insecure", action="store_true",
-                     help="allow plain text beyond loopback and the compose network (logs a warning)")
-    sec.add_argument("--compose-network", action="store_true", default=compose_network_from_env(),
-                     help="running on a compose network: plain text to service names is fine "
-                          "[HOLOCAM_COMPOSE_NETWORK=1]")
-    mod = parser.add_argument_group("model")
-    mod.add_argument("--model", default=DEFAULT_MODEL, choices=MODEL_NAMES)
-    mod.add_argument("--weights", default=None, help="weights file (required for icnet-resnet18)")
-    mod.add_argument("--cache-dir", default=None, help="weights cache (default $HOLOCAM_CACHE_DIR or ~/.cache/holocam)")
-    mod.add_argument("--threads", type=int, default=1, help="torch threads (default 1: scale with replicas)")
-    mod.add_argument("--device", default=os.environ.get("HOLOCAM_SEGMENTER_DEVICE") or "auto",
-                     help="auto (CUDA when torch sees a GPU, else the CPU), cpu, cuda or cuda:N "
-                          "[HOLOCAM_SEGMENTER_DEVICE]")
-    mod.add_argument("--precision", choices=("auto", "fp32", "fp16"), default="auto",
-                     help="on a GPU: auto = fp16 where its masks keep parity with fp32 (checked at start)")
-    parser.add_argument("--health-file", default=None,
-                        help="file the serving loop touches every second (container healthcheck)")
-    parser.add_argument("--test-delay-ms", type=float, default=0.0,
-                        help="testing only: hold every reply back this long (simulates a slow link)")
-
-
-def create_model_threads(threads: int) -> None:
-    if threads < 1:
-        raise ModelError(f"--threads must be at least 1, got {threads}")
-    import torch
-    torch.set_num_threads(threads)
-
-
-def _curve_from_args(args: argparse.Namespace) -> CurveKeys | None:
-    if not (args.curve_dir or args.curve_secret):
-        return None
-    if args.curve_secret and not args.sink_key and not args.curve_dir:
-        raise TransportError("--curve-secret needs the sink's public key too: add --sink-key FILE or --curve-dir DIR")
-    return replica_keys(args.curve_dir or ".", name=args.curve_name, secret_file=args.curve_secret,
-                        sink_key_file=args.sink_key)
-
-
-def run(args: argparse.Namespace) -> int:
-    """Build the model and serve until SIGTERM/SIGINT; user errors -> one line on stderr, exit 2."""
-    try:
-        connect = args.connect or _env_list("HOLOCAM_CONNECT") or []
-        bind = args.bind or _env_list("HOLOCAM_BIND") or []
-        if not connect and not bind:
-            connect = [DEFAULT_CONNECT]
-        if not 1 <= args.capacity <= MAX_CAPACITY:
-            raise TransportError(f"--capacity {args.capacity} is out of range: use 1..{MAX_CAPACITY} "
-                                 f"(default {DEFAULT_CAPACITY})")
-        curve = _curve_from_args(args)
-        # Endpoints, keys and numbers fail before the (slow) model load.
-        endpoints = [parse_endpoint(e, bind=False) for e in connect] + [parse_endpoint(e, bind=True) for e in bind]
-        check_plain_text(endpoints, curve=curve, insecure=args.insecure, compose_network=args.compose_network)
-        device = resolve_device(args.device)   # one line naming the fix, before the slow model load
-        if device.type == "cpu":   # the CPU's own fastest path (traced graph, fused kernels)
-            model = create_model(args.model, weights=args.weights, cache_dir=args.cache_dir, threads=args.threads)
-            device_name = "cpu"
-        else:
-            create_model_threads(args.threads)
-            model = load_device_model(args.model, device, weights=args.weights, cache_dir=args.cache_dir,
-                                      precision=args.precision)
-            device_name = model.device_name
-        spec = model.input_spec
-        model.segment(np.zeros((spec.height, spec.width, 3), np.uint8))   # warm-up: first call is slow
-        worker = Worker(model, connect=connect, bind=bind, capacity=args.capacity, curve=curve,
-                        insecure=args.insecure, compose_network=args.compose_network,
-                        replica_id=args.replica_id, test_delay_ms=args.test_delay_ms,
-                        health_file=args.health_file, device=device_name, batch=device.type != "cpu")
-    except (TransportError, WeightsError, ModelError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    stop = threading.Event()
-    previous = {}
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        try:
-            previous[signum] = signal.signal(signum, lambda *_: stop.set())
-        except ValueError:   # not the main thread (embedded use): the caller stops us
-            pass
-    try:
-        worker.serve(stop)
-    except TransportError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    return 0

@@ -18,6 +18,14 @@ class ModelError(RuntimeError):
     """A model that cannot be built from what the user gave; one line that names the fix."""
 
 
+def set_threads(threads: int) -> None:
+    """torch's intra-op threads for every model in this process (--threads)."""
+    if threads < 1:
+        raise ModelError(f"--threads must be at least 1, got {threads}")
+    import torch
+    torch.set_num_threads(threads)
+
+
 def create_model(name: str, *, weights: str | os.PathLike | None = None,
                  cache_dir: str | os.PathLike | None = None, threads: int | None = None,
                  fast: bool = True) -> SegmentationModel:
@@ -32,10 +40,7 @@ def create_model(name: str, *, weights: str | os.PathLike | None = None,
         fast: the traced/frozen fast path; False gives the plain eager module (benchmarks).
     """
     if threads is not None:
-        if threads < 1:
-            raise ModelError(f"--threads must be at least 1, got {threads}")
-        import torch
-        torch.set_num_threads(threads)
+        set_threads(threads)
     if name in ("selfie", "selfie-landscape"):
         from .selfie import load_selfie
         return load_selfie(name, weights=weights, cache_dir=cache_dir, fast=fast)
@@ -45,4 +50,4 @@ def create_model(name: str, *, weights: str | os.PathLike | None = None,
     raise ModelError(f"unknown model {name!r}: choose one of {', '.join(MODEL_NAMES)}")
 
 
-__all__ = ["MODEL_NAMES", "DEFAULT_MODEL", "InputSpec", "ModelError", "SegmentationModel", "create_model"]
+__all__ = ["MODEL_NAMES", "DEFAULT_MODEL", "InputSpec", "ModelError", "SegmentationModel", "create_model", "set_threads"]

@@ -1,0 +1,72 @@
+"""A replica's links to its sinks: which sinks, how they are secured, and each session's state.
+
+`sink_links` checks the endpoints and the plain-text rule once, at start-up; the `SinkLinks` it
+returns is what the worker is built from. `Link` is the worker's state for one sink.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from shared import protocol
+from shared.transport import (HEARTBEAT_INTERVAL_S, HEARTBEAT_LIVENESS, CurveKeys, ReplicaSocket, TransportError,
+                              check_plain_text, parse_endpoint)
+
+DEFAULT_CAPACITY = 1           # lowest latency; 2 hides transfer time on a slow link
+MAX_CAPACITY = protocol.MAX_CAPACITY
+DEFAULT_CONNECT = "tcp://127.0.0.1:5555"
+RECONNECT_MIN_S = 0.25
+RECONNECT_MAX_S = 2.0
+
+
+def check_capacity(capacity: int) -> None:
+    """Frames in flight per sink must be 1..MAX_CAPACITY; raises TransportError naming the range."""
+    if not 1 <= capacity <= MAX_CAPACITY:
+        raise TransportError(f"--capacity {capacity} is out of range: use 1..{MAX_CAPACITY} "
+                             f"(default {DEFAULT_CAPACITY})")
+
+
+@dataclass(frozen=True)
+class SinkLinks:
+    """The sinks a replica serves and how its links are secured, already held to the plain-text
+    rule: only `sink_links` builds one, so holding one means the check has passed."""
+    connect: tuple[str, ...]
+    bind: tuple[str, ...]
+    curve: CurveKeys | None
+    insecure: bool
+    compose_network: bool
+
+
+def sink_links(connect: Sequence[str] = (), bind: Sequence[str] = (), *, curve: CurveKeys | None = None,
+               insecure: bool = False, compose_network: bool = False) -> SinkLinks:
+    """Check the endpoints' syntax and the plain-text rule (shared.transport); TransportError if not.
+
+    Args:
+        connect: sink endpoints to connect to.
+        bind: endpoints to bind, for sinks that connect to us.
+        curve: this replica's keys (`shared.transport.replica_keys`) or None for plain text.
+        insecure / compose_network: the plain-text rule (see shared.transport).
+    """
+    if not connect and not bind:
+        raise TransportError(f"no sink to serve: give --connect {DEFAULT_CONNECT} or --bind tcp://*:5556")
+    endpoints = [parse_endpoint(e, bind=False) for e in connect] + [parse_endpoint(e, bind=True) for e in bind]
+    check_plain_text(endpoints, curve=curve, insecure=insecure, compose_network=compose_network)
+    return SinkLinks(tuple(connect), tuple(bind), curve, insecure, compose_network)
+
+
+@dataclass
+class Link:
+    """This replica's session with one sink over one endpoint."""
+    endpoint: str
+    mode: str                              # "connect" | "bind"
+    sock: ReplicaSocket | None = None
+    registered: bool = False               # the sink has answered since our last (re)connect
+    generation: int = 0                    # bumps on reconnect: results for an older session are dropped
+    last_heard: float = 0.0
+    peer_lifetime_s: float = HEARTBEAT_INTERVAL_S * HEARTBEAT_LIVENESS
+    next_beat: float = 0.0
+    reconnect_at: float | None = None
+    backoff_s: float = RECONNECT_MIN_S
+    refused_until: float = 0.0
+    in_flight: set[int] = field(default_factory=set)
