@@ -44,11 +44,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = ServeSettings.from_args(args)   # endpoints, keys and numbers fail before the model load
         model, device_name = load_model(settings)
-        links = settings.links
-        worker = Worker(model, connect=list(links.connect), bind=list(links.bind), capacity=settings.capacity,
-                        curve=links.curve, insecure=links.insecure, compose_network=links.compose_network,
-                        replica_id=settings.replica_id, test_delay_ms=settings.test_delay_ms,
-                        health_file=settings.health_file, device=device_name, batch=device_name != "cpu")
+        # The links were checked against the plain-text rule above: the worker takes them as they are.
+        worker = Worker(model, links=settings.links, capacity=settings.capacity, replica_id=settings.replica_id,
+                        test_delay_ms=settings.test_delay_ms, health_file=settings.health_file,
+                        device=device_name, batch=device_name != "cpu")   # batching pays on a GPU only
     except (TransportError, WeightsError, ModelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
