@@ -8,14 +8,10 @@ from __future__ import annotations
 
 import os
 
-from .base import InputSpec, SegmentationModel
+from .base import InputSpec, ModelError, SegmentationModel
 
 MODEL_NAMES = ("selfie", "selfie-landscape", "icnet-resnet18")
 DEFAULT_MODEL = "selfie"
-
-
-class ModelError(RuntimeError):
-    """A model that cannot be built from what the user gave; one line that names the fix."""
 
 
 def set_threads(threads: int) -> None:

@@ -14,6 +14,10 @@ import numpy as np
 from shared.geometry import InputSpec, ResizeMode  # noqa: F401  (re-exported: models announce it)
 
 
+class ModelError(RuntimeError):
+    """A model that cannot be built from what the user gave; one line that names the fix."""
+
+
 class SegmentationModel(ABC):
     """One person-segmentation model on the CPU."""
 

@@ -43,8 +43,7 @@ from segmenter.kernels import calibrate as calibration
 from segmenter.kernels import load as load_kernels
 from segmenter.kernels import setting as kernel_setting
 
-from . import ModelError
-from .base import InputSpec, SegmentationModel
+from .base import InputSpec, ModelError, SegmentationModel
 from .selfie_steps import (Binary, Conv, DepthwiseKernel, FrameConvKernel, GatedAdd, GatedPointwise,
                            IN_PLACE_ACTIVATIONS, InPlace, Mean, Pointwise, PointwiseThenResize,
                            Resize, SqueezeExciteKernel, TransposeConv, TransposeConvSigmoid, Unary,
