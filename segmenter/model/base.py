@@ -7,11 +7,14 @@ A model announces its input geometry (`InputSpec`); the sink prepares frames wit
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
+from typing import Protocol
 
 import numpy as np
 
 from shared.geometry import InputSpec, ResizeMode  # noqa: F401  (re-exported: models announce it)
+from shared.registry import Registry
 
 
 class ModelError(RuntimeError):
@@ -37,3 +40,13 @@ class SegmentationModel(ABC):
         Returns:
             uint8 array (h, w): person probability x 255, same h and w as the input.
         """
+
+
+class ModelLoader(Protocol):
+    """What a model registers in MODELS: builds the model `name` on the CPU (see `create_model`)."""
+
+    def __call__(self, name: str, *, weights: str | os.PathLike | None = None,
+                 cache_dir: str | os.PathLike | None = None, fast: bool = True) -> SegmentationModel: ...
+
+
+MODELS: Registry[ModelLoader] = Registry("model", ModelError)   # --model name -> loader

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from .base import InputSpec, ModelError, SegmentationModel
+from .base import MODELS, InputSpec, ModelError, SegmentationModel
 from .checkpoint import check_state_dict, first_line, read_state_dict
 from .resnet_backbone import ResNet18Backbone
 
@@ -294,12 +294,16 @@ def random_icnet(seed: int = 0) -> ICNet:
     return network
 
 
-def load_icnet(weights: str | os.PathLike | None = None, fast: bool = True) -> ICNetSegmentation:
+@MODELS.register(ICNetSegmentation.KEY)
+def load_icnet(name: str = ICNetSegmentation.KEY, *, weights: str | os.PathLike | None = None,
+               cache_dir: str | os.PathLike | None = None, fast: bool = True) -> ICNetSegmentation:
     """The icnet-resnet18 model with the user's checkpoint, loaded with `strict=True`.
 
     Args:
+        name: "icnet-resnet18" (the registry passes it; there is one ICNet model).
         weights: `ICNet_ResNet18.pth` from Human-Segmentation-PyTorch (its trainer's checkpoint
             dict with a 'state_dict' entry), or a plain state_dict of the same network.
+        cache_dir: unused: the checkpoint is the user's own file, never in the weights cache.
         fast: the fast inference copy (see `fast_copy`); False keeps the eager module.
     Raises:
         ModelError: no file given, unreadable/corrupt file, or weights that do not match.

@@ -32,7 +32,7 @@ from segmenter.kernels import load as load_kernels
 from segmenter.kernels import setting as kernel_setting
 from segmenter.malloc_tuning import keep_frame_buffers_in_heap
 
-from .base import InputSpec, ModelError, SegmentationModel
+from .base import MODELS, InputSpec, ModelError, SegmentationModel
 from .selfie_net import SelfieNet
 from .tflite_graph import read_tflite
 
@@ -186,3 +186,7 @@ def _faster_of(fused: SelfieSegmentation, build_stock: Callable[[], SelfieSegmen
     if choice.use_fused:
         return fused
     return stock if stock is not None else build_stock()
+
+
+for _name in SELFIE_SPECS:
+    MODELS.add(_name, load_selfie)
