@@ -1,5 +1,11 @@
 """`python -m segmenter serve`: settings -> model on its device -> Worker, until SIGTERM/SIGINT.
 
+    python -m segmenter serve --connect tcp://127.0.0.1:5555        # join a sink (the default)
+    python -m segmenter serve --bind tcp://*:5556 --curve-dir keys/  # the sink connects to us
+    python -m segmenter serve --connect tcp://sink:5555 --capacity 2 --threads 2
+    python -m segmenter serve --device cuda --capacity 4   # a GPU: fp16 where it keeps parity, frames batched
+
+SIGTERM or SIGINT: say goodbye (the sink sends no more), finish the frames in flight, exit 0.
 The options themselves are in `config.py`, the serving loop in `worker.py`; this file only wires
 them together and turns user errors into one line on stderr and exit status 2.
 """

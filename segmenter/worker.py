@@ -5,16 +5,12 @@ ZeroMQ guide pattern: Paranoid Pirate worker (ppworker). Each sink link is a DEA
 it closes the socket and `connect()`s again after a backoff that doubles from RECONNECT_MIN_S to
 RECONNECT_MAX_S. A sink that restarted answers our heartbeat with "unknown-replica" and we say
 hello again at once. Inference runs on its own thread, so heartbeats keep flowing while the
-model works: "silent" then really means dead, stopped or cut off.
+model works (inference.py): "silent" then really means dead, stopped or cut off.
 
-    python -m segmenter serve --connect tcp://127.0.0.1:5555        # join a sink (the default)
-    python -m segmenter serve --bind tcp://*:5556 --curve-dir keys/  # the sink connects to us
-    python -m segmenter serve --connect tcp://sink:5555 --capacity 2 --threads 2
-    python -m segmenter serve --device cuda --capacity 4   # a GPU: fp16 where it keeps parity, frames batched
-
-SIGTERM or SIGINT: say goodbye (the sink sends no more), finish the frames in flight, exit 0.
-`--test-delay-ms` (testing only) holds each reply back that long without blocking, like a replica
-behind a slow link; the benchmarks and the reorder tests use it.
+Stopping (`serve`'s stop event, set by SIGTERM or SIGINT): say goodbye (the sink sends no more),
+finish the frames in flight, close. `test_delay_ms` (testing only) holds each reply back that long
+without blocking, like a replica behind a slow link; the benchmarks and the reorder tests use it.
+Started from the command line by serve.py.
 """
 
 from __future__ import annotations
@@ -27,9 +23,7 @@ import queue
 import socket
 import threading
 import time
-from dataclasses import dataclass
 
-import numpy as np
 import zmq
 
 from shared import protocol
@@ -41,21 +35,14 @@ from shared.transport import (GOODBYE_LINGER_MS, HEARTBEAT_INTERVAL_S, HEARTBEAT
 
 from .links import (DEFAULT_CAPACITY, RECONNECT_MAX_S, RECONNECT_MIN_S, Link, SinkLinks, check_capacity,
                     sink_links)
-from .model import ModelError, SegmentationModel
+from .inference import Inference, Job
+from .model import SegmentationModel
 from .model.base import InputSpec
 
 logger = logging.getLogger(__name__)
 
 DRAIN_TIMEOUT_S = 5.0          # SIGTERM: longest wait for frames in flight
 MAX_RECV_PER_TURN = 64
-
-
-@dataclass
-class _Job:
-    link: Link
-    generation: int
-    request: SegmentRequest
-    received: float
 
 
 class Worker:
@@ -101,16 +88,15 @@ class Worker:
         self.links = [Link(e, "connect") for e in links.connect] + [Link(e, "bind") for e in links.bind]
         self.counts = dict.fromkeys(("requests", "masks", "bad_messages", "busy", "failed", "reconnects",
                                      "batched_frames"), 0)
-        self.mean_inference_ms = 0.0
         self._context = zmq.Context()
-        self._jobs: queue.Queue[_Job | None] = queue.Queue()
-        self._results: queue.SimpleQueue = queue.SimpleQueue()
         self._delayed: list = []
         self._tiebreak = itertools.count()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._warn = RateLimitedLog(logger)
+        self._inference = Inference(model, batch=self.batch, capacity=capacity, replica_id=self.replica_id,
+                                    counts=self.counts, warn=self._warn, wake=self._wake_w)
         self._draining = False
         self._outstanding = 0          # jobs queued, computing or held back, any session
         self._poller_key: tuple | None = None
@@ -135,6 +121,11 @@ class Worker:
         return protocol.encode(Hello(self.model_name, self.spec.width, self.spec.height, self.spec.resize,
                                      self.capacity, self.replica_id, round(self.heartbeat_interval_s * 1000),
                                      self.device))
+
+    @property
+    def mean_inference_ms(self) -> float:
+        """Moving mean of the model pass, in ms."""
+        return self._inference.mean_ms
 
     @property
     def model_name(self) -> str:
@@ -176,8 +167,7 @@ class Worker:
     # -- serving -------------------------------------------------------------------------------------
     def serve(self, stop: threading.Event) -> None:
         """Serve until `stop` is set; then say goodbye, finish frames in flight and close."""
-        inference = threading.Thread(target=self._infer_loop, name="holocam-inference", daemon=True)
-        inference.start()
+        self._inference.start()
         drain_deadline = None
         try:
             now = time.monotonic()
@@ -198,8 +188,7 @@ class Worker:
                     break
                 self._poll_once(now)
         finally:
-            self._jobs.put(None)
-            inference.join(timeout=DRAIN_TIMEOUT_S)
+            self._inference.stop(timeout_s=DRAIN_TIMEOUT_S)
             for link in self.links:
                 if link.sock is not None:
                     # give the goodbye time to leave, but only towards a sink that is there
@@ -356,69 +345,12 @@ class Worker:
             return
         link.in_flight.add(request.seq)
         self._outstanding += 1
-        self._jobs.put(_Job(link, link.generation, request, now))
-
-    # -- inference thread ----------------------------------------------------------------------------
-    def _infer_loop(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            jobs = [job]
-            while self.batch and len(jobs) < self.capacity:   # frames already waiting join this pass
-                try:
-                    more = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    self._jobs.put(None)   # stop after this pass
-                    break
-                jobs.append(more)
-            for done in self._infer(jobs):
-                self._results.put(done)
-            try:
-                self._wake_w.send(b"\0")
-            except (BlockingIOError, OSError):
-                pass
-
-    def _infer(self, jobs: list[_Job]) -> list[tuple[_Job, bytes, bool]]:
-        """Masks (or error replies) for `jobs`: one model pass for all when batching, else one each."""
-        out, ready = [], []
-        for job in jobs:
-            try:
-                ready.append((job, protocol.request_pixels(job.request)))
-            except ProtocolError as exc:
-                out.append((job, protocol.encode(Error(ERR_BAD_REQUEST, str(exc)[:MAX_TEXT], job.request.seq)), False))
-                self._warn.warning("decode", "W: frame %d: %s", job.request.seq, exc)
-        groups = [ready] if self.batch and len(ready) > 1 else [[item] for item in ready]
-        for group in groups:
-            try:
-                started = time.perf_counter()
-                if len(group) > 1:
-                    masks = self.model.segment_batch([rgb for _, rgb in group])
-                    self.counts["batched_frames"] += len(group)   # read by tests and logs only
-                else:
-                    masks = [self.model.segment(group[0][1])]
-                inference_ms = (time.perf_counter() - started) * 1000.0   # the pass, as each frame waited it
-                for (job, rgb), mask in zip(group, masks):
-                    if mask.dtype != np.uint8 or mask.shape != rgb.shape[:2]:
-                        raise ModelError(f"model returned {mask.dtype} {mask.shape} for a {rgb.shape[:2]} frame")
-                    encoding = "png" if job.request.encoding == "jpeg" else "raw"
-                    out.append((job, protocol.encode_mask(mask, job.request.seq, inference_ms, self.replica_id,
-                                                          encoding=encoding), True))
-                self.mean_inference_ms += (inference_ms - self.mean_inference_ms) * 0.05
-            except Exception as exc:  # one bad frame must not take the replica down; say what happened
-                for job, _ in group:
-                    out.append((job, protocol.encode(Error(ERR_BAD_REQUEST, f"inference failed: {exc}"[:MAX_TEXT],
-                                                           job.request.seq)), False))
-                self._warn.error("inference", "E: inference failed on frame(s) %s: %r",
-                                 [job.request.seq for job, _ in group], exc)
-        return out
+        self._inference.jobs.put(Job(link, link.generation, request, now))
 
     def _collect_results(self, now: float) -> None:
         while True:
             try:
-                job, payload, ok = self._results.get_nowait()
+                job, payload, ok = self._inference.results.get_nowait()
             except queue.Empty:
                 return
             self.counts["masks" if ok else "failed"] += 1
@@ -433,7 +365,7 @@ class Worker:
             _, _, job, payload = heapq.heappop(self._delayed)
             self._deliver(job, payload)
 
-    def _deliver(self, job: _Job, payload: bytes) -> None:
+    def _deliver(self, job: Job, payload: bytes) -> None:
         self._outstanding -= 1
         link = job.link
         if job.generation != link.generation or link.sock is None:
