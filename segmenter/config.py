@@ -18,6 +18,7 @@ from shared.transport import (DEFAULT_REPLICA_KEY_NAME, CurveKeys, TransportErro
 from .links import DEFAULT_CAPACITY, DEFAULT_CONNECT, SinkLinks, check_capacity, sink_links
 from .model import DEFAULT_MODEL, MODEL_NAMES
 
+
 @dataclass(frozen=True)
 class ServeSettings:
     """Everything `python -m segmenter serve` runs with, from flags and environment."""

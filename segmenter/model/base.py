@@ -2,7 +2,9 @@
 
 A model announces its input geometry (`InputSpec`); the sink prepares frames with
 `shared.resize.prepare_input(frame, spec)` and the model's `segment` answers a uint8 mask
-(0..255 = person probability) of exactly the size it was given.
+(0..255 = person probability) of exactly the size it was given. Each model module registers
+its loader in `MODELS` under the name users pick it by; a model that cannot be built raises
+`ModelError`, one line that names the fix.
 """
 
 from __future__ import annotations
