@@ -37,23 +37,14 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench import machine  # noqa: E402
+from bench import machine, targets  # noqa: E402
 
 logger = logging.getLogger("bench")
 
 RESULTS = REPO / "bench" / "results"
 PARTS = ("cpu", "model", "kernels", "sink", "pipeline", "transport", "gpu")
 CPU_CONFIGS = ("720p_hologram", "720p_none", "1080p_hologram", "1080p_none")
-TARGETS = {  # issues 7 and 12; "max" means the figure must not exceed the target
-    "cpu_ms_per_frame_720p_hologram": (12.0, "max"),
-    "cpu_ms_per_frame_1080p_hologram": (24.0, "max"),
-    "cpu_worst_ratio_vs_seed": (1.0 / 3.0, "max"),
-    "torch_over_litert": (1.0, "max"),
-    "sink_speedup_vs_seed": (5.0, "min"),
-    "pipeline_fps_ratio_vs_seed": (4.0, "min"),
-    "latency_p95_ms": (50.0, "max"),
-    "replica_scaling_efficiency": (0.9, "min"),
-}
+TARGETS = targets.SUMMARY
 
 
 class Progress:
@@ -188,12 +179,9 @@ def headline(results: dict[str, dict | None]) -> dict:
         "cpu_bound_two_replica_speedup": _dig(transport, lambda r: r["cpu_bound"]["speedup"]),
         "kernel_builds": _dig(kernels, lambda r: r["rows"]),
     }
-    met = {}
-    for key, (target, kind) in TARGETS.items():
-        value = figures[key]
-        met[key] = None if value is None else (value <= target if kind == "max" else value >= target)
+    met = {key: targets.met(key, figures[key]) for key in TARGETS}
     return {**{k: _round(v) for k, v in figures.items()}, "details": details,
-            "targets": {k: {"target": t, "kind": kind} for k, (t, kind) in TARGETS.items()}, "met": met}
+            "targets": {k: {"target": t.value, "kind": t.kind} for k, t in TARGETS.items()}, "met": met}
 
 
 def _fmt(value: object, unit: str = "") -> str:
@@ -208,16 +196,14 @@ def write_markdown(summary: dict, path: Path) -> None:
     d = summary["details"]
     mark = {True: "yes", False: "**no**", None: "—"}
     rows = [
-        ("cpu_ms_per_frame_720p_hologram", "CPU ms per output frame, all processes, 720p30 hologram", "≤ 12", "cpu.png"),
-        ("cpu_ms_per_frame_1080p_hologram", "CPU ms per output frame, all processes, 1080p30 hologram", "≤ 24",
-         "cpu.png"),
-        ("cpu_worst_ratio_vs_seed", "worst of the 4 configurations, holocam CPU / seed CPU per frame", "≤ 0.33",
-         "cpu.png"),
-        ("torch_over_litert", "torch port / LiteRT time, general model, 1 thread", "≤ 1.0", "model.png"),
-        ("sink_speedup_vs_seed", "sink stages at 720p, seed time / ours (whole chain)", "≥ 5", "sink.png"),
-        ("pipeline_fps_ratio_vs_seed", "whole pipeline, uncapped 720p FPS, ours / seed", "≥ 4", "pipeline.png"),
-        ("latency_p95_ms", "capture → output p95 at a 30 fps source, ms", "≤ 50", "pipeline.png"),
-        ("replica_scaling_efficiency", "replica scaling efficiency (worst N ≤ 8)", "≥ 0.9", "transport.png"),
+        ("cpu_ms_per_frame_720p_hologram", "CPU ms per output frame, all processes, 720p30 hologram", "cpu.png"),
+        ("cpu_ms_per_frame_1080p_hologram", "CPU ms per output frame, all processes, 1080p30 hologram", "cpu.png"),
+        ("cpu_worst_ratio_vs_seed", "worst of the 4 configurations, holocam CPU / seed CPU per frame", "cpu.png"),
+        ("torch_over_litert", "torch port / LiteRT time, general model, 1 thread", "model.png"),
+        ("sink_speedup_vs_seed", "sink stages at 720p, seed time / ours (whole chain)", "sink.png"),
+        ("pipeline_fps_ratio_vs_seed", "whole pipeline, uncapped 720p FPS, ours / seed", "pipeline.png"),
+        ("latency_p95_ms", "capture → output p95 at a 30 fps source, ms", "pipeline.png"),
+        ("replica_scaling_efficiency", "replica scaling efficiency (worst N ≤ 8)", "transport.png"),
     ]
     lines = [
         "# holocam benchmark summary", "",
@@ -230,8 +216,8 @@ def write_markdown(summary: dict, path: Path) -> None:
         + summary["note"], "",
         "| figure | this run | target | met | plot |", "|---|---:|---:|:---:|---|",
     ]
-    for key, text, target, png in rows:
-        lines.append(f"| {text} (`{key}`) | {_fmt(summary[key])} | {target} | {mark[summary['met'][key]]} | "
+    for key, text, png in rows:
+        lines.append(f"| {text} (`{key}`) | {_fmt(summary[key])} | {TARGETS[key].label} | {mark[summary['met'][key]]} | "
                      f"[{png}]({png}) |")
     lines += [""]
     if d.get("cpu_configs"):
@@ -240,14 +226,14 @@ def write_markdown(summary: dict, path: Path) -> None:
                   "torch's default threads and 1 thread):", "",
                   "| configuration | holocam CPU ms/frame | % of one core | seed CPU ms/frame | seed % core | "
                   "holocam / seed | target | met |", "|---|---:|---:|---:|---:|---:|---:|:---:|"]
-        limits = {"720p_hologram": 12.0, "1080p_hologram": 24.0}
+        limits = targets.CPU_MS_PER_FRAME
         for key, row in d["cpu_configs"].items():
             limit = limits.get(key)
-            ok = row["ratio_vs_seed"] <= 1 / 3 and (limit is None or row["holocam"]["total"] <= limit)
+            ok = row["ratio_vs_seed"] <= targets.CPU_RATIO_VS_SEED and (limit is None or row["holocam"]["total"] <= limit)
             lines.append(f"| {key} | {_fmt(row['holocam']['total'])} (sink {_fmt(row['holocam']['sink'])} + "
                          f"segmenter {_fmt(row['holocam']['segmenter'])}) | {_fmt(row['holocam_core_pct']['total'])}% | "
                          f"{_fmt(row['seed'])} | {_fmt(row['seed_core_pct'])}% | {_fmt(row['ratio_vs_seed'])} | "
-                         + (f"≤ {limit:.0f} ms and " if limit else "") + f"≤ 0.33 x seed | {mark[ok]} |")
+                         + (f"≤ {limit:.0f} ms and " if limit else "") + f"{TARGETS['cpu_worst_ratio_vs_seed'].label} x seed | {mark[ok]} |")
         m = d.get("cpu_machine") or {}
         lines += ["", f"CPU {m.get('cpu')}: avx512f {m.get('avx512f')}, avx2 {m.get('avx2')}; kernels "
                       f"{m.get('kernels_env')}, build loaded: {m.get('kernel_build')}; segmenter log: "
@@ -256,7 +242,7 @@ def write_markdown(summary: dict, path: Path) -> None:
         if live.get("ratio") is not None:
             lines.append(f"- Segmenter inference inside the running pipeline {_fmt(live['live_ms_median_720p'])} ms "
                          f"(median, 720p) vs the model alone {_fmt(live['isolated_ms_median'])} ms: "
-                         f"{_fmt(live['ratio'])}x (target ≤ 1.3x).")
+                         f"{_fmt(live['ratio'])}x (target ≤ {targets.INFERENCE_LIVE_VS_ISOLATED}x).")
         for name, row in (d.get("motion_skip") or {}).items():
             lines.append(f"- Motion skip, {name.replace('_', ' ')}: {row['inferences']} inferences for "
                          f"{row['frames']} frames ({_fmt(row['saved_pct'])}% saved), IoU of the masks used vs "
@@ -377,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     log_file.close()
     print(f"wrote {RESULTS / 'summary.md'} and summary.json ({summary['duration_s']:.0f} s)")
     for key in TARGETS:
-        print(f"  {key:28s} {_fmt(summary[key]):>8s}   target {TARGETS[key][1]} {TARGETS[key][0]}   "
+        print(f"  {key:28s} {_fmt(summary[key]):>8s}   target {TARGETS[key].kind} {TARGETS[key].value}   "
               f"met: {summary['met'][key]}")
     return 0 if all(p["ok"] for p in part_info.values()) else 1
 

@@ -94,9 +94,8 @@ def run(quick: bool = False, device_text: str = "cuda") -> dict:
 
 
 def plot(result: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from bench import plots
+    plt = plots.pyplot()
 
     cases = result["cases"]
     labels = [f"{c['model']}\n{c['precision']} b{c['batch']}" for c in cases]
@@ -105,9 +104,7 @@ def plot(result: dict, path: Path) -> None:
     ax.set_xticks(range(len(cases)), labels, fontsize=7)
     ax.set_ylabel("masks/s per replica")
     ax.set_title(f"segmenter on {result['gpu']} (torch {result['torch']})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    plots.save(fig, path, dpi=120)
 
 
 def main(argv: list[str] | None = None) -> int:

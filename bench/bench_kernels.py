@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench import plots  # noqa: E402
 from bench.machine import describe  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
@@ -121,9 +122,7 @@ def markdown(results: dict) -> str:
 
 
 def _plot(results: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = plots.pyplot()
 
     rows = [r for r in results["rows"] if "skipped" not in r]
     labels = [r["variant"].replace(", ", ",\n") + "\n" + r["model"] for r in rows]
@@ -137,9 +136,7 @@ def _plot(results: dict, path: Path) -> None:
     ax.set_ylabel("ms per mask (1 thread)")
     ax.set_title(f"Kernel builds on {results['machine']['cpu']}")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    plots.save(fig, path, dpi=110)
 
 
 def main() -> int:

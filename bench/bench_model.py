@@ -11,7 +11,7 @@ uint8 mask out (torch: `SelfieSegmentation.segment`; LiteRT: rgb/255 -> set_tens
 get_tensor -> round). Both models, 1 and 2 threads. The runners take turns in blocks of 20
 frames, so all of them see the same machine load while each block runs with warm caches;
 figures are medians and 95th percentiles of wall time after a warm-up. The ratios torch/LiteRT
-are printed and stored; the target (performance issue) is fast/LiteRT <= 1.0.
+are printed and stored; the target (bench/targets.py) is fast/LiteRT <= 1.0.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import numpy as np
 import skimage.data
 import torch
 
+from bench import plots
 from segmenter.kernels import load as load_kernels
 from segmenter.malloc_tuning import keep_frame_buffers_in_heap
 from segmenter.model.selfie import SELFIE_SPECS, ProbabilityPipeline, SelfieSegmentation, load_selfie
@@ -167,7 +168,7 @@ def run(quick: bool = False, compile_too: bool = False) -> dict:
         torch.set_num_threads(default_threads)
     if compile_seconds:
         results["compile_seconds"] = compile_seconds
-    # The issue's headline figure: fast path / LiteRT, general model, 1 thread (target <= 1.0).
+    # The headline figure: fast path / LiteRT, general model, 1 thread (target <= 1.0).
     headline = next(case for case in results["cases"] if case["model"] == "selfie" and case["threads"] == 1)
     results["torch_over_litert"] = headline["ratio_fast_to_litert"]
     results["machine"]["load_average_end"] = os.getloadavg()
@@ -188,10 +189,7 @@ def _cpu_name() -> str:
 
 
 def _plot(results: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = plots.pyplot()
 
     cases = results["cases"]
     runners = [key for key in ("torch_eager", "torch_unfused", "torch_stock", "torch_fast", "torch_compile", "litert")
@@ -213,9 +211,7 @@ def _plot(results: dict, path: Path) -> None:
     ax.set_ylabel("ms per frame (median, whisker = p95, clipped)")
     ax.set_title("Selfie segmentation: PyTorch port vs LiteRT (XNNPACK), uint8 in -> uint8 mask out")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    plots.save(fig, path, dpi=110)
 
 
 def main() -> int:

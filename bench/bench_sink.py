@@ -4,10 +4,8 @@
     python -m bench.bench_sink --quick    # 20 runs, for a smoke check
 
 Stages: mask refinement (model mask -> frame alpha), hologram, compositing, output conversion
-(BGR -> YUYV and -> I420). The seed's versions are written here from the formulas of Benjamin
-Elder's "Open Source Virtual Background" (CC BY 4.0): dilate 10x10 + blur 30x30 on the float
-mask, the hologram with its Python row loop, compositing in float64, and pyfakewebcam's
-BGR->RGB->YUV + per-row YUYV packing. Our YUYV is `YuyvViaI420` below (cv2's direct
+(BGR -> YUYV and -> I420). The seed's versions are in bench/seed_reference.py (written from the
+formulas of Benjamin Elder's "Open Source Virtual Background"). Our YUYV is `YuyvViaI420` below (cv2's direct
 COLOR_BGR2YUV_YUYV is as slow as the seed's and is reported beside it). Ours and the seed's run interleaved in the same loop so
 both see the same machine load; figures are medians.
 
@@ -30,8 +28,10 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from bench import machine
-from capture_sink.capture import DEMO_PERSON, scale_to_fill
+from bench import machine, plots, targets
+from bench.frames import photo
+from bench.seed_reference import seed_composite, seed_hologram, seed_output, seed_refine
+from capture_sink.capture import scale_to_fill
 from capture_sink.composite import Compositor
 from capture_sink.effects import create_effect
 from capture_sink.refine import PRESETS, MaskRefiner, RefineConfig
@@ -41,61 +41,6 @@ logger = logging.getLogger(__name__)
 RESULTS = Path(__file__).parent / "results"
 SIZES = ((1280, 720), (1920, 1080))
 MODEL_SIZE = (256, 256)
-
-
-# ---- the seed's stages, from the blog's formulas ------------------------------------------------
-def seed_refine(mask_small: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Upsample the model's probability mask, dilate 10x10, box blur 30x30 in float64."""
-    mask = cv2.resize(mask_small, (width, height)).astype(np.float32) / 255.0
-    mask = cv2.dilate(mask, np.ones((10, 10), np.uint8), iterations=1)
-    return cv2.blur(mask.astype(float), (30, 30))
-
-
-def _seed_shift(img: np.ndarray, dx: int, dy: int) -> np.ndarray:
-    img = np.roll(img, dy, axis=0)
-    img = np.roll(img, dx, axis=1)
-    if dy > 0:
-        img[:dy, :] = 0
-    elif dy < 0:
-        img[dy:, :] = 0
-    if dx > 0:
-        img[:, :dx] = 0
-    elif dx < 0:
-        img[:, dx:] = 0
-    return img
-
-
-def seed_hologram(img: np.ndarray) -> np.ndarray:
-    holo = cv2.applyColorMap(img, cv2.COLORMAP_WINTER)
-    band_length, band_gap = 2, 3
-    for y in range(holo.shape[0]):
-        if y % (band_length + band_gap) < band_length:
-            holo[y, :, :] = holo[y, :, :] * np.random.uniform(0.1, 0.3)
-    holo_blur = cv2.addWeighted(holo, 0.2, _seed_shift(holo.copy(), 5, 5), 0.8, 0)
-    holo_blur = cv2.addWeighted(holo_blur, 0.4, _seed_shift(holo.copy(), -5, -5), 0.6, 0)
-    return cv2.addWeighted(img, 0.5, holo_blur, 0.6, 0)
-
-
-def seed_composite(frame: np.ndarray, background: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The blog's loop over channels in float64, writing into the (effect's) frame."""
-    inv_mask = 1 - mask
-    for c in range(frame.shape[2]):
-        frame[:, :, c] = frame[:, :, c] * mask + background[:, :, c] * inv_mask
-    return frame
-
-
-def seed_output(frame_bgr: np.ndarray) -> np.ndarray:
-    """BGR -> RGB for pyfakewebcam, then its OpenCV path: RGB2YUV and a per-row YUYV pack."""
-    rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
-    yuv = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV)
-    height, width = yuv.shape[:2]
-    buffer = np.zeros((height, 2 * width), dtype=np.uint8)
-    y, u, v = yuv[..., 0], yuv[..., 1], yuv[..., 2]
-    for i in range(height):
-        buffer[i, ::2] = y[i, :]
-        buffer[i, 1::4] = u[i, ::2]
-        buffer[i, 3::4] = v[i, ::2]
-    return buffer
 
 
 class YuyvViaI420:
@@ -150,16 +95,6 @@ def _ellipse_mask() -> np.ndarray:
     return cv2.GaussianBlur(mask, (9, 9), 0)
 
 
-def _photo(name: str) -> np.ndarray:
-    if name == "demo":
-        return cv2.imread(str(DEMO_PERSON), cv2.IMREAD_COLOR)
-    if name == "hopper":
-        import matplotlib
-        return cv2.imread(str(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"))
-    from skimage import data
-    return cv2.cvtColor(getattr(data, name)(), cv2.COLOR_RGB2BGR)
-
-
 # ---- timing ---------------------------------------------------------------------------------
 def _interleaved(ours: Callable[[], object], seed: Callable[[], object], runs: int) -> tuple[float, float]:
     ours(), seed()  # warm-up: allocations, OpenCV dispatch
@@ -185,8 +120,8 @@ def _timed(fn: Callable[[], object], runs: int) -> float:
 
 
 def bench_size(width: int, height: int, mask_small: np.ndarray, runs: int) -> dict:
-    frame = scale_to_fill(_photo("demo"), width, height)
-    background = scale_to_fill(_photo("coffee"), width, height)
+    frame = scale_to_fill(photo("demo"), width, height)
+    background = scale_to_fill(photo("coffee"), width, height)
     refiner = MaskRefiner(PRESETS["default"])
     hologram = create_effect("hologram", seed=0)
     compositor = Compositor()
@@ -260,13 +195,13 @@ def _scenes(segment: Callable[[np.ndarray], np.ndarray] | None, width: int, heig
     """Real person photos over real backgrounds with a known matte; the model mask degraded."""
     scenes = []
     for person in ("astronaut", "hopper"):
-        fg = scale_to_fill(_photo(person), width, height)
+        fg = scale_to_fill(photo(person), width, height)
         small = segment(fg) if segment else _ellipse_mask()
         shape = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
         gt = cv2.GaussianBlur(np.where(shape >= 128, 255, 0).astype(np.uint8), (3, 3), 0)
         a = gt.astype(np.float32)[..., None] / 255.0
         for bg_name in ("coffee", "rocket", "chelsea"):
-            bg = scale_to_fill(_photo(bg_name), width, height)
+            bg = scale_to_fill(photo(bg_name), width, height)
             frame = np.rint(fg * a + bg * (1 - a)).astype(np.uint8)
             at_model = cv2.GaussianBlur(cv2.resize(gt, MODEL_SIZE, interpolation=cv2.INTER_AREA), (5, 5), 1.2)
             coarse = cv2.resize(cv2.resize(gt, (40, 40), interpolation=cv2.INTER_AREA), MODEL_SIZE,
@@ -350,9 +285,7 @@ def _save_refine_picture(scenes: list[dict], outputs: dict[str, np.ndarray]) -> 
 
 # ---- report ---------------------------------------------------------------------------------
 def _plot(result: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = plots.pyplot()
 
     sizes = result["sizes"]
     fig, axes = plt.subplots(1, len(sizes), figsize=(6 * len(sizes), 4.2))
@@ -366,9 +299,7 @@ def _plot(result: dict, path: Path) -> None:
         ax.set_title(f"{entry['size']}: sink stages {entry['sum_speedup']}x faster "
                      f"(chain {entry['chain_speedup']}x)")
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    plots.save(fig, path, dpi=110)
 
 
 def run(quick: bool = False) -> dict:
@@ -376,7 +307,7 @@ def run(quick: bool = False) -> dict:
     runs = 20 if quick else 100
     RESULTS.mkdir(parents=True, exist_ok=True)
     segment = _model_mask_fn()
-    mask_small = segment(scale_to_fill(_photo("demo"), *SIZES[0])) if segment else _ellipse_mask()
+    mask_small = segment(scale_to_fill(photo("demo"), *SIZES[0])) if segment else _ellipse_mask()
     np.random.seed(0)  # the seed's hologram draws from NumPy's global generator
     result = {
         "machine": machine.describe(),
@@ -384,7 +315,7 @@ def run(quick: bool = False) -> dict:
         "opencv_threads": cv2.getNumThreads(),
         "sizes": [bench_size(w, h, mask_small, runs) for w, h in SIZES],
         "refine_variants": refine_variants(runs),
-        "target_speedup": 5.0,
+        "target_speedup": targets.SINK_SPEEDUP_VS_SEED,
     }
     (RESULTS / "sink.json").write_text(json.dumps(result, indent=2))
     _plot(result, RESULTS / "sink.png")

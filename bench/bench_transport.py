@@ -32,17 +32,14 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-for path in (REPO, REPO / "tests"):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 
-from bench import machine  # noqa: E402
+from bench import machine, plots, targets  # noqa: E402
+from bench.harness import SegmenterLauncher, TcpProxy, free_port, photo, wait_for_replicas, wait_until  # noqa: E402
 from capture_sink.dispatch import Dispatcher  # noqa: E402
-from helpers_transport import (SegmenterLauncher, TcpProxy, free_port, photo, wait_for_replicas,  # noqa: E402
-                               wait_until)
-from shared.keys import make_keys  # noqa: E402
+from shared.keys import make_keys, sink_keys  # noqa: E402
 from shared.resize import prepare_input  # noqa: E402
-from shared.transport import sink_keys  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 RAW_720P_BYTES = 1280 * 720 * 3
@@ -131,7 +128,7 @@ def latency_bound(seconds: float, log_dir: Path) -> dict:
         point["ideal"] = round(min(point["replicas"] * single, CAMERA_FPS), 2)
         point["efficiency"] = round(point["masks_per_s"] / point["ideal"], 3)
     return {"delay_ms": DELAY_MS, "camera_fps": CAMERA_FPS, "single_masks_per_s": single,
-            "free_running": free, "camera_rate": camera, "target_efficiency": 0.9,
+            "free_running": free, "camera_rate": camera, "target_efficiency": targets.REPLICA_SCALING_EFFICIENCY,
             "min_efficiency": min(p["efficiency"] for p in free + camera)}
 
 
@@ -216,7 +213,7 @@ def cpu_bound(seconds: float, rounds: int, log_dir: Path) -> dict:
             "speedup": round(speedup, 3), "received_speedup": round(received, 3),
             "compute_only_speedup": round(machine, 3),
             "received_speedup_vs_model_alone": round(received / machine, 3),
-            "load_average": os.getloadavg(), "target_speedup": 1.7}
+            "load_average": os.getloadavg(), "target_speedup": targets.CPU_BOUND_TWO_REPLICA_SPEEDUP}
 
 
 def wire_bytes(frames: int, log_dir: Path) -> dict:
@@ -260,13 +257,11 @@ def wire_bytes(frames: int, log_dir: Path) -> dict:
                          "seconds": round(elapsed, 2)})
             print(f"wire {security}/{encoding}: {request:,.0f} B per request, {reply:,.0f} B per mask "
                   f"({request / RAW_720P_BYTES:.3f} of a raw 720p frame)", flush=True)
-    return {"raw_720p_bytes": RAW_720P_BYTES, "rows": rows, "target_ratio": 0.1}
+    return {"raw_720p_bytes": RAW_720P_BYTES, "rows": rows, "target_ratio": targets.REQUEST_BYTES_VS_RAW_720P}
 
 
 def plot(results: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = plots.pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
     lat = results["latency_bound"]
     ns = [p["replicas"] for p in lat["free_running"]]
@@ -307,9 +302,7 @@ def plot(results: dict, path: Path) -> None:
     ax.set_xticks(list(xs), labels, rotation=20, fontsize=8)
     ax.set(ylabel="bytes per frame (TCP payload)", title="bytes on the wire per frame")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    plots.save(fig, path, dpi=110)
 
 
 def run(quick: bool = False) -> dict:

@@ -7,8 +7,7 @@ Human-Segmentation-PyTorch ICNet-ResNet18 at 320) did every step in one synchron
     blur 30x30 in float64 -> hologram with a Python row loop -> float64 compositing ->
     BGR -> RGB -> YUYV (pyfakewebcam's per-row packing) -> write
 
-The image steps are the ones bench/bench_sink.py wrote from the blog's formulas (reused here, not
-duplicated). The model is `ICNetSegmentation.random(seed=0, fast=True)`: the real architecture and
+The image steps are bench/seed_reference.py's, written from the blog's formulas. The model is `ICNetSegmentation.random(seed=0, fast=True)`: the real architecture and
 cost with random weights (the authors' checkpoint cannot be shipped), and with batch norm folded
 into the convolutions, which the seed did not do: the baseline is, if anything, a little faster
 than the seed was. torch keeps its default thread count, as the seed did.
@@ -21,7 +20,7 @@ import time
 
 import numpy as np
 
-from bench.bench_sink import seed_composite, seed_hologram, seed_output, seed_refine
+from bench.seed_reference import seed_composite, seed_hologram, seed_output, seed_refine
 from segmenter.model.icnet import ICNetSegmentation
 from shared.resize import prepare_input
 

@@ -25,7 +25,9 @@ import sys
 import time
 from typing import Callable
 
-from .config import (ENCODINGS, NO_MASK_MODES, PACING_POLICIES, SEGMENTING_MODES, V4L2_FORMATS, ConfigError,
+from shared.protocol import FRAME_ENCODINGS
+
+from .config import (NO_MASK_MODES, PACING_POLICIES, SEGMENTING_MODES, V4L2_FORMATS, ConfigError,
                      SinkConfig, validate)
 
 logger = logging.getLogger("capture_sink")
@@ -80,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--segmenter-threads", type=_typed(int), default=d.segmenter_threads)
     seg.add_argument("--no-motion-skip", dest="motion_skip", action="store_false", default=None,
                      help="segment every frame, even when nothing moved (default: reuse the mask)")
-    seg.add_argument("--encoding", choices=ENCODINGS, default=d.encoding,
+    seg.add_argument("--encoding", choices=FRAME_ENCODINGS, default=d.encoding,
                      help="frame encoding on the wire (jpeg for slow links)")
     seg.add_argument("--insecure", action="store_true", default=None,
                      help="allow plain TCP beyond loopback (logs a warning)")

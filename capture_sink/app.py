@@ -19,7 +19,7 @@ import numpy as np
 
 from shared.health import LivenessFile
 from shared.resize import prepare_input
-from shared.transport import sink_keys
+from shared.keys import sink_keys
 
 from .backgrounds import create_background
 from .capture import Frame, create_source

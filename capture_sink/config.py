@@ -6,17 +6,18 @@ the validated object is what the app's constructors receive. Nothing deeper read
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shared.protocol import FRAME_ENCODINGS
+from shared.security import is_loopback_host
+
 logger = logging.getLogger(__name__)
 
 PACING_POLICIES = ("wait", "latest")
 NO_MASK_MODES = ("hide", "blur", "camera")      # capture_sink.failclosed
-ENCODINGS = ("raw", "jpeg")
 DEFAULT_DEVICE = "/dev/video20"
 
 
@@ -105,8 +106,8 @@ def verify_pacing(c: SinkConfig) -> None:
 
 
 def verify_transport(c: SinkConfig) -> None:
-    if c.encoding not in ENCODINGS:
-        raise ConfigError(f"--encoding {c.encoding!r}: choose one of {', '.join(ENCODINGS)}")
+    if c.encoding not in FRAME_ENCODINGS:
+        raise ConfigError(f"--encoding {c.encoding!r}: choose one of {', '.join(FRAME_ENCODINGS)}")
     if not c.bind and not c.segmenters and not c.with_segmenter:
         raise ConfigError("no segmenter can reach this sink: keep --bind or add --segmenter tcp://HOST:5556")
 
@@ -116,22 +117,13 @@ HTTP_TOKEN_MIN_CHARS = 16
 SEGMENTING_MODES = ("auto", "on", "off")
 
 
-def _is_loopback_host(host: str) -> bool:
-    if host.lower() in ("localhost", "ip6-localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def verify_http(c: SinkConfig) -> None:
     if not 0 <= c.http_port <= 65535:
         raise ConfigError(f"--http-port {c.http_port} is out of range: use 1..65535 (0 picks a free port)")
     if c.http_token and len(c.http_token) < HTTP_TOKEN_MIN_CHARS:
         raise ConfigError(f"--http-token is too short ({len(c.http_token)} characters): use at least "
                           f"{HTTP_TOKEN_MIN_CHARS}, e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))'")
-    if c.http and not c.http_auth and not _is_loopback_host(c.http_host):
+    if c.http and not c.http_auth and not is_loopback_host(c.http_host):
         raise ConfigError(f"--no-http-auth with --http-host {c.http_host} would let other machines watch the "
                           f"webcam: drop --no-http-auth (a token is made for you) or bind 127.0.0.1")
     if c.http_public_url and not c.http_public_url.startswith(("http://", "https://")):

@@ -34,8 +34,13 @@ from shared.geometry import InputSpec
 from shared import protocol
 from shared.protocol import (ERR_BAD_REQUEST, ERR_BUSY, ERR_DRAINING, ERR_REFUSED, ERR_UNKNOWN_REPLICA,
                              MAX_TEXT, Error, Goodbye, Heartbeat, Hello, MaskReply, ProtocolError)
-from shared.transport import (HEARTBEAT_INTERVAL_S, HEARTBEAT_LIVENESS, CurveKeys, PeerGone, RateLimitedLog,
-                              SinkSocket, TransportError, check_plain_text, parse_endpoint)
+from shared.errors import TransportError
+from shared.heartbeat import HEARTBEAT_INTERVAL_S, HEARTBEAT_LIVENESS, peer_lifetime
+from shared.keys import CurveKeys
+from shared.protocol import FRAME_ENCODINGS
+from shared.ratelog import RateLimitedLog
+from shared.security import check_links
+from shared.transport import PeerGone, SinkSocket
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +52,6 @@ ROUND_TRIP_TOLERANCE = 2.0    # replicas within 2x (+ slack) of the quickest rou
 ROUND_TRIP_SLACK_S = 0.005
 ROUND_TRIP_SMOOTHING = 0.2
 ROUND_TRIP_HALF_LIFE_S = 1.0  # an idle replica's slow estimate halves its excess every second
-ENCODINGS = ("raw", "jpeg")
 
 
 @dataclass(frozen=True)
@@ -162,7 +166,7 @@ class Dispatcher:
     Args:
         bind: endpoints where replicas connect (`python -m segmenter serve --connect ...`).
         connect: replicas that bind (`--bind tcp://*:5556` on gpu-box -> tcp://gpu-box:5556).
-        curve: the sink's keys (`shared.transport.sink_keys(DIR)`) or None for plain text.
+        curve: the sink's keys (`shared.keys.sink_keys(DIR)`) or None for plain text.
         insecure: allow plain text beyond loopback / the compose network (logs a warning).
         compose_network: the sink runs on the compose network (HOLOCAM_COMPOSE_NETWORK=1).
         heartbeat_interval_s: heartbeat period, both ways.
@@ -180,8 +184,8 @@ class Dispatcher:
                  request_timeout_s: float = REQUEST_TIMEOUT_S, encoding: str = "raw",
                  jpeg_quality: int = protocol.JPEG_QUALITY,
                  on_mask: Callable[[MaskResult], None] | None = None) -> None:
-        if encoding not in ENCODINGS:
-            raise TransportError(f"frame encoding {encoding!r}: choose one of {', '.join(ENCODINGS)}")
+        if encoding not in FRAME_ENCODINGS:
+            raise TransportError(f"frame encoding {encoding!r}: choose one of {', '.join(FRAME_ENCODINGS)}")
         if not 1 <= int(jpeg_quality) <= 100:
             raise TransportError(f"JPEG quality {jpeg_quality} is out of range: use 1..100 "
                                  f"(default {protocol.JPEG_QUALITY})")
@@ -192,11 +196,10 @@ class Dispatcher:
         self._bind = list(bind)
         self._connect = list(connect)
         # Endpoint syntax and the plain-text rule fail here, in the caller's thread, not later.
-        endpoints = [parse_endpoint(u, bind=True) for u in self._bind] + \
-                    [parse_endpoint(u, bind=False) for u in self._connect]
-        if not endpoints:
+        if not self._bind and not self._connect:
             raise TransportError("the sink has no endpoint: give --bind or --segmenter tcp://HOST:PORT")
-        check_plain_text(endpoints, curve=curve, insecure=insecure, compose_network=compose_network)
+        check_links(bind=self._bind, connect=self._connect, curve=curve, insecure=insecure,
+                    compose_network=compose_network)
         self._curve = curve
         self._insecure = insecure
         self._compose_network = compose_network
@@ -415,11 +418,8 @@ class Dispatcher:
         self._warn.warning("bad", "W: dropped a bad message from %s: %s", who, why)
 
     def _handle(self, identity: bytes, parts: list[bytes]) -> None:
-        if len(parts) != 1:
-            self._bad(identity, f"{len(parts)} frames instead of 1")
-            return
         try:
-            message = protocol.decode(parts[0])
+            message = protocol.decode_parts(parts)
         except ProtocolError as exc:
             self._bad(identity, str(exc))
             return
@@ -455,8 +455,7 @@ class Dispatcher:
             self._bad(identity, f"a segmenter must not send {type(message).__name__}")
 
     def _lifetime(self, peer_interval_ms: int) -> float:
-        # A replica that heartbeats slower than we do gets the same number of missed beats.
-        return self.heartbeat_liveness * max(self.heartbeat_interval_s, peer_interval_ms / 1000.0)
+        return peer_lifetime(self.heartbeat_interval_s, self.heartbeat_liveness, peer_interval_ms)
 
     def _on_hello(self, identity: bytes, hello: Hello, now: float) -> None:
         spec = InputSpec(hello.width, hello.height, hello.resize)
@@ -621,6 +620,4 @@ def _fits(rgb: np.ndarray, spec: InputSpec) -> bool:
     if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         return False
     h, w = rgb.shape[:2]
-    if spec.resize == "stretch":
-        return (w, h) == (spec.width, spec.height)
-    return max(w, h) == max(spec.width, spec.height)   # "fit": longer side scaled, aspect kept
+    return spec.accepts(w, h)

@@ -338,7 +338,9 @@ def _describe(message) -> str:
 def check_segmenters(config: SinkConfig, *, timeout_s: float) -> list[Finding]:
     """Each --segmenter endpoint says hello; replicas connect to the --bind endpoints."""
     from shared.protocol import ProtocolError
-    from shared.transport import SinkSocket, TransportError, sink_keys
+    from shared.errors import TransportError
+    from shared.keys import sink_keys
+    from shared.transport import SinkSocket
 
     compose = config.compose_network
     findings = []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.transport import TransportError
+from shared.errors import TransportError
 
 from .backgrounds import BackgroundError
 from .capture import CaptureError

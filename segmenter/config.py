@@ -12,8 +12,9 @@ import os
 from dataclasses import dataclass
 from typing import Mapping
 
-from shared.transport import (DEFAULT_REPLICA_KEY_NAME, CurveKeys, TransportError, compose_network_from_env,
-                              replica_keys)
+from shared.errors import TransportError
+from shared.keys import DEFAULT_REPLICA_KEY_NAME, CurveKeys, replica_keys
+from shared.security import compose_network_from_env
 
 from .links import DEFAULT_CAPACITY, DEFAULT_CONNECT, SinkLinks, check_capacity, sink_links
 from .model import DEFAULT_MODEL, MODEL_NAMES

@@ -17,7 +17,7 @@ import numpy as np
 
 from shared import protocol
 from shared.protocol import ERR_BAD_REQUEST, MAX_TEXT, Error, ProtocolError, SegmentRequest
-from shared.transport import RateLimitedLog
+from shared.ratelog import RateLimitedLog
 
 from .links import Link
 from .model import ModelError, SegmentationModel

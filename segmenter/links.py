@@ -10,8 +10,11 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from shared import protocol
-from shared.transport import (HEARTBEAT_INTERVAL_S, HEARTBEAT_LIVENESS, CurveKeys, ReplicaSocket, TransportError,
-                              check_plain_text, parse_endpoint)
+from shared.errors import TransportError
+from shared.heartbeat import HEARTBEAT_INTERVAL_S, HEARTBEAT_LIVENESS, peer_lifetime
+from shared.keys import CurveKeys
+from shared.security import check_links
+from shared.transport import ReplicaSocket
 
 DEFAULT_CAPACITY = 1           # lowest latency; 2 hides transfer time on a slow link
 MAX_CAPACITY = protocol.MAX_CAPACITY
@@ -40,18 +43,17 @@ class SinkLinks:
 
 def sink_links(connect: Sequence[str] = (), bind: Sequence[str] = (), *, curve: CurveKeys | None = None,
                insecure: bool = False, compose_network: bool = False) -> SinkLinks:
-    """Check the endpoints' syntax and the plain-text rule (shared.transport); TransportError if not.
+    """Check the endpoints' syntax and the plain-text rule (shared.security); TransportError if not.
 
     Args:
         connect: sink endpoints to connect to.
         bind: endpoints to bind, for sinks that connect to us.
-        curve: this replica's keys (`shared.transport.replica_keys`) or None for plain text.
-        insecure / compose_network: the plain-text rule (see shared.transport).
+        curve: this replica's keys (`shared.keys.replica_keys`) or None for plain text.
+        insecure / compose_network: the plain-text rule (see shared.security).
     """
     if not connect and not bind:
         raise TransportError(f"no sink to serve: give --connect {DEFAULT_CONNECT} or --bind tcp://*:5556")
-    endpoints = [parse_endpoint(e, bind=False) for e in connect] + [parse_endpoint(e, bind=True) for e in bind]
-    check_plain_text(endpoints, curve=curve, insecure=insecure, compose_network=compose_network)
+    check_links(connect=connect, bind=bind, curve=curve, insecure=insecure, compose_network=compose_network)
     return SinkLinks(tuple(connect), tuple(bind), curve, insecure, compose_network)
 
 
@@ -64,7 +66,7 @@ class Link:
     registered: bool = False               # the sink has answered since our last (re)connect
     generation: int = 0                    # bumps on reconnect: results for an older session are dropped
     last_heard: float = 0.0
-    peer_lifetime_s: float = HEARTBEAT_INTERVAL_S * HEARTBEAT_LIVENESS
+    peer_lifetime_s: float = peer_lifetime(HEARTBEAT_INTERVAL_S, HEARTBEAT_LIVENESS)
     next_beat: float = 0.0
     reconnect_at: float | None = None
     backoff_s: float = RECONNECT_MIN_S

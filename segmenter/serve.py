@@ -19,7 +19,7 @@ import threading
 
 import numpy as np
 
-from shared.transport import TransportError
+from shared.errors import TransportError
 
 from .config import ServeSettings
 from .device import load_device_model, resolve_device

@@ -30,8 +30,10 @@ from shared import protocol
 from shared.protocol import (ERR_BAD_REQUEST, ERR_BUSY, ERR_DRAINING, ERR_REFUSED, ERR_UNKNOWN_REPLICA,
                              MAX_TEXT, Error, Goodbye, Heartbeat, Hello, ProtocolError, SegmentRequest)
 from shared.health import LivenessFile
-from shared.transport import (GOODBYE_LINGER_MS, HEARTBEAT_INTERVAL_S, HEARTBEAT_LIVENESS, CurveKeys,
-                              RateLimitedLog, ReplicaSocket)
+from shared.heartbeat import HEARTBEAT_INTERVAL_S, HEARTBEAT_LIVENESS, peer_lifetime
+from shared.keys import CurveKeys
+from shared.ratelog import RateLimitedLog
+from shared.transport import GOODBYE_LINGER_MS, ReplicaSocket
 
 from .links import (DEFAULT_CAPACITY, RECONNECT_MAX_S, RECONNECT_MIN_S, Link, SinkLinks, check_capacity,
                     sink_links)
@@ -270,11 +272,8 @@ class Worker:
         self._warn.warning(f"bad:{link.endpoint}", "W: dropped a bad message from %s: %s", link.endpoint, why)
 
     def _handle(self, link: Link, parts: list[bytes], now: float) -> None:
-        if len(parts) != 1:
-            self._bad(link, f"{len(parts)} frames instead of 1")
-            return
         try:
-            message = protocol.decode(parts[0])
+            message = protocol.decode_parts(parts)
         except ProtocolError as exc:
             self._bad(link, str(exc))
             return
@@ -285,8 +284,8 @@ class Worker:
             link.registered = True
             link.backoff_s = RECONNECT_MIN_S
             if isinstance(message, Heartbeat):
-                link.peer_lifetime_s = self.heartbeat_liveness * max(self.heartbeat_interval_s,
-                                                                     message.interval_ms / 1000.0)
+                link.peer_lifetime_s = peer_lifetime(self.heartbeat_interval_s, self.heartbeat_liveness,
+                                                     message.interval_ms)
             else:
                 self._on_request(link, message, now)
         elif isinstance(message, Error):
@@ -334,9 +333,7 @@ class Worker:
             self._reply_error(link, ERR_BUSY, f"capacity is {self.capacity}", request.seq)
             return
         spec, w, h = self.spec, request.width, request.height
-        fits = (w, h) == (spec.width, spec.height) if spec.resize == "stretch" \
-            else max(w, h) == max(spec.width, spec.height)
-        if not fits:
+        if not spec.accepts(w, h):
             self.counts["bad_messages"] += 1
             self._warn.warning("size", "W: frame %d is %dx%d but this replica takes %dx%d (%s)",
                                request.seq, w, h, spec.width, spec.height, spec.resize)

@@ -20,7 +20,8 @@ slow). A new or changed field means a new version: `decode` rejects unknown vers
 keys rather than guessing. Every size is bounded (`MAX_SIDE`), a raw payload must be exactly
 w*h*c bytes, and a JPEG/PNG header is read before decoding so a small file can never claim a huge
 image. `MAX_REQUEST_BYTES` / `MAX_REPLY_BYTES` are the sockets' `zmq.MAXMSGSIZE`, so libzmq
-refuses anything bigger before allocating it.
+refuses anything bigger before allocating it. (One job, about 400 lines: the wire format and
+every check on it stay together, so no message reaches either service half-validated.)
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from typing import Union
 import cv2
 import msgpack
 import numpy as np
+
+from .geometry import RESIZE_MODES
 
 PROTOCOL_VERSION = 2  # 2: hello says the replica's device
 
@@ -53,7 +56,6 @@ ERROR_CODES = (ERR_BAD_REQUEST, ERR_BUSY, ERR_DRAINING, ERR_UNKNOWN_REPLICA, ERR
 
 FRAME_ENCODINGS = ("raw", "jpeg")
 MASK_ENCODINGS = ("raw", "png")
-RESIZE_MODES = ("stretch", "fit")
 
 MAX_SIDE = 1024                 # model inputs are small (256, 320); frames are prepared before sending
 MAX_FRAME_BYTES = MAX_SIDE * MAX_SIDE * 3
@@ -230,6 +232,16 @@ def decode(payload: bytes) -> Message:
         raise ProtocolError(f"unknown message kind {kind!r}")
     _validate(cls, body)
     return cls(**{name: body[name] for name in _FIELDS_OF[cls]})
+
+
+def decode_parts(parts: list[bytes]) -> Message:
+    """The one message of a received multipart (a socket's `recv` parts after any identity).
+
+    Every holocam message is exactly one payload part; ProtocolError otherwise or if it is off-protocol.
+    """
+    if len(parts) != 1:
+        raise ProtocolError(f"{len(parts)} frames instead of 1")
+    return decode(parts[0])
 
 
 def request_pixels(request: SegmentRequest) -> np.ndarray:

@@ -1,41 +1,35 @@
-"""Frame <-> model geometry: the resizes on both ends of the segmenter, shared by sink and segmenter.
+"""Frame <-> model geometry: the resizes on both ends of the segmenter.
 
 `prepare_input` turns a camera frame into the model's input; `mask_to_frame` brings the model's
-mask back to frame size. Both copy what the models' own pipelines do, because masks change
-measurably with the resampling rule (see tests/shared/test_resize.py):
+mask back to frame size. The sink's frame path uses `prepare_input` (capture_sink.app); the
+segmenter's own tools use both (`python -m segmenter mask`, segmenter.mask_image, and the device
+check in segmenter.device), so a mask made offline matches one made in the pipeline. The size
+rule itself is `shared.geometry.InputSpec.input_size`. Both copy what the models' own pipelines
+do, because masks change measurably with the resampling rule (see tests/shared/test_resize.py;
+the timings and errors behind each choice are in docs/resize.md):
 
 - "stretch" (MediaPipe selfie models): MediaPipe warps the frame onto the model grid with
   `src = dst * W / w` (corner-aligned, no half-pixel offset), bilinear, edges replicated, rounded
-  to uint8. `cv2.warpAffine` with that matrix does exactly this; OpenCV 5 computes its sample
-  positions in floating point (within 1 grey level of an exact float computation, any geometry),
-  and it takes ~0.2 ms (256x144) / ~0.35 ms (256x256) from a 720p frame on one core. `cv2.remap`
-  with cached fixed-point maps is ~30% faster but rounds positions to 1/32 pixel, up to 7 grey
-  levels off on sharp edges for geometries like 1000x700, so it is not used.
+  to uint8. `cv2.warpAffine` with that matrix does exactly this, with sample positions in
+  floating point. `cv2.remap` with cached fixed-point maps would be faster but rounds positions
+  to 1/32 pixel, which moves sharp edges by several grey levels, so it is not used.
 - "fit" (ICNet): the longer side goes to max(spec.width, spec.height), aspect kept, sizes
   truncated, `cv2.resize` INTER_LINEAR, as in Human-Segmentation-PyTorch's own preprocessing
-  (INTER_AREA would antialias better but costs ~1 ms at 720p and is not what the weights saw).
+  (INTER_AREA would antialias better, but costs more and is not what the weights saw).
 - back to the frame: plain `cv2.resize` INTER_LINEAR (half-pixel centres), as MediaPipe does.
 """
-
 from __future__ import annotations
 
 import logging
-from typing import Protocol
 
 import cv2
 import numpy as np
 
+from .geometry import RESIZE_MODES, InputSpec
+
 logger = logging.getLogger(__name__)
 
 _WARP_FLAGS = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-
-
-class ModelGeometry(Protocol):
-    """What the resizers need of a model's InputSpec (segmenter.model.base), without importing it."""
-
-    width: int
-    height: int
-    resize: str
 
 
 class ResizeError(ValueError):
@@ -56,20 +50,13 @@ def _check_frame(frame: np.ndarray) -> np.ndarray:
     return frame
 
 
-def fit_size(width: int, height: int, longer_side: int) -> tuple[int, int]:
-    """(w, h) with the longer side scaled to `longer_side`, aspect kept, truncated like the seed."""
-    if width >= height:
-        return longer_side, max(1, int(height * longer_side / width))
-    return max(1, int(width * longer_side / height)), longer_side
-
-
 def stretch_matrix(width: int, height: int, out_width: int, out_height: int) -> np.ndarray:
     """The inverse map dst -> src of MediaPipe's stretch: src = dst * (W / w), corner-aligned."""
     return np.array([[width / out_width, 0.0, 0.0],
                      [0.0, height / out_height, 0.0]], dtype=np.float64)
 
 
-def prepare_input(frame: np.ndarray, spec: ModelGeometry, bgr: bool = True,
+def prepare_input(frame: np.ndarray, spec: InputSpec, bgr: bool = True,
                   out: np.ndarray | None = None) -> np.ndarray:
     """Resize a frame to a model's input and give it in RGB.
 
@@ -85,12 +72,9 @@ def prepare_input(frame: np.ndarray, spec: ModelGeometry, bgr: bool = True,
     """
     frame = _check_frame(frame)
     height, width = frame.shape[:2]
-    if spec.resize == "stretch":
-        size = (spec.width, spec.height)
-    elif spec.resize == "fit":
-        size = fit_size(width, height, max(spec.width, spec.height))
-    else:
+    if spec.resize not in RESIZE_MODES:
         raise ResizeError(f"unknown resize mode {spec.resize!r}: use 'stretch' or 'fit'")
+    size = spec.input_size(width, height)
     if out is not None and (out.shape != (size[1], size[0], 3) or out.dtype != np.uint8):
         raise ResizeError(f"out must be uint8 of shape {(size[1], size[0], 3)}, got {out.dtype} {out.shape}")
     if spec.resize == "stretch":

@@ -6,48 +6,34 @@ and are context managers. Every socket option lives here: MAXMSGSIZE, LINGER, hi
 handshake and ZMTP heartbeat timeouts, reconnect intervals, and CurveZMQ keys. No other module
 sets socket options.
 
-Security rules (webcam frames are private):
-- With keys (`CurveKeys`), every link is CurveZMQ-encrypted. **The sink is always the CURVE
-  server and segmenters are always CURVE clients**, whichever side binds: the sink's ZAP handler
-  admits only client keys found in its allow-list folder, and a segmenter pins the sink's public
-  key. Frames only ever flow from the sink, so a party without an allowed key never receives one:
-  a connecting stranger fails the handshake, and a stranger that binds where the sink connects
-  (a spoofed `gpu-box`) cannot pass the sink's allow-list either.
-- Without keys, plain TCP is accepted only where nobody else can listen: loopback
-  (127.0.0.0/8, ::1, localhost), ipc:// and inproc://, and the compose network. The compose
-  network is recognised only when the compose file says so, with HOLOCAM_COMPOSE_NETWORK=1 in
-  the service's environment (`compose_network_from_env`); then wildcard binds (`tcp://*:5555`
-  inside the container), single-label service names (`tcp://capture_sink:5555`) and private
-  addresses count as local. Anything else needs `insecure=True` (--insecure) and logs a warning.
+The rules the sockets enforce live beside them: who may read a link in shared.security (the
+plain-text rule, applied again here so no caller can skip it), keys and the sink's allow-list in
+shared.keys, the application heartbeat in shared.heartbeat.
 """
 
 from __future__ import annotations
 
 import errno
-import ipaddress
 import logging
-import os
-import re
-import threading
-import time
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Literal, Mapping
+from typing import Literal
 
 import zmq
-import zmq.auth
-from zmq.utils import z85
 from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils.monitor import recv_monitor_message
 
+from .errors import TransportError
+from .keys import AllowList, CurveKeys
 from .protocol import MAX_REPLY_BYTES, MAX_REQUEST_BYTES
+from .security import Endpoint, check_plain_text, parse_endpoint
+
+# Importable from here for callers written against the one-module transport; each name's home
+# is the module it comes from.
+from .heartbeat import HEARTBEAT_INTERVAL_S, HEARTBEAT_LIVENESS  # noqa: F401
+from .keys import DEFAULT_REPLICA_KEY_NAME, replica_keys, sink_keys  # noqa: F401
+from .ratelog import RateLimitedLog  # noqa: F401
+from .security import compose_network_from_env, endpoint_scope  # noqa: F401
 
 logger = logging.getLogger(__name__)
-
-# Application heartbeats (holocam messages, both ways), Paranoid Pirate style.
-HEARTBEAT_INTERVAL_S = 0.2
-HEARTBEAT_LIVENESS = 4            # missed intervals before a peer counts as dead
-HEARTBEAT_EXPIRY_S = HEARTBEAT_INTERVAL_S * HEARTBEAT_LIVENESS   # 0.8 s: "dropped within 1 s"
 
 # libzmq-level settings.
 LINGER_MS = 0                     # never block on close; a goodbye is sent with an explicit linger
@@ -61,256 +47,9 @@ RECONNECT_IVL_MAX_MS = 2000
 ZAP_DOMAIN = "holocam"
 MAX_PARTS = 2                     # payload parts kept per message (1 is valid); extra parts are discarded
 
-COMPOSE_ENV = "HOLOCAM_COMPOSE_NETWORK"
-SINK_KEY_NAME = "sink"
-DEFAULT_REPLICA_KEY_NAME = "segmenter"
-AUTHORIZED_DIR = "authorized"
-
-Scope = Literal["local", "compose", "network"]
-
-
-class TransportError(RuntimeError):
-    """A transport problem the user can fix; the message is one line that names the fix."""
-
 
 class PeerGone(Exception):
     """The ROUTER has no connection to that identity any more."""
-
-
-# -- rate-limited logging -----------------------------------------------------------------------
-
-class RateLimitedLog:
-    """Logs a repeated warning at most once per `interval_s` per key, with a count of the rest."""
-
-    def __init__(self, log: logging.Logger, interval_s: float = 5.0) -> None:
-        self._log = log
-        self._interval_s = interval_s
-        self._next: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
-
-    def warning(self, key: str, message: str, *args: object) -> None:
-        self._emit(logging.WARNING, key, message, *args)
-
-    def error(self, key: str, message: str, *args: object) -> None:
-        self._emit(logging.ERROR, key, message, *args)
-
-    def _emit(self, level: int, key: str, message: str, *args: object) -> None:
-        now = time.monotonic()
-        if now < self._next.get(key, 0.0):
-            self._suppressed[key] = self._suppressed.get(key, 0) + 1
-            return
-        if len(self._next) > 1000:   # keys can come from peers: never let this grow unbounded
-            self._next.clear()
-            self._suppressed.clear()
-        skipped = self._suppressed.pop(key, 0)
-        self._next[key] = now + self._interval_s
-        if skipped:
-            message += f" (+{skipped} more like this)"
-        self._log.log(level, message, *args)
-
-
-# -- endpoints and the plain-text rule -----------------------------------------------------------
-
-@dataclass(frozen=True)
-class Endpoint:
-    url: str
-    scheme: str       # tcp | ipc | inproc
-    host: str         # "" for ipc/inproc
-    port: str
-
-
-_TCP = re.compile(r"^tcp://(\[[0-9A-Fa-f:.]+\]|[^:/\[\];]+):(\d{1,5}|\*)$")
-
-
-def parse_endpoint(url: str, *, bind: bool) -> Endpoint:
-    """Check an endpoint's syntax; raises TransportError naming the expected form."""
-    role = "--bind" if bind else "--connect/--segmenter"
-    if not isinstance(url, str) or not url:
-        raise TransportError(f"empty {role} endpoint: use tcp://HOST:PORT")
-    if url.startswith(("ipc://", "inproc://")):
-        scheme, rest = url.split("://", 1)
-        if not rest:
-            raise TransportError(f"{role} {url!r} has no name: use e.g. {scheme}:///tmp/holocam.sock")
-        return Endpoint(url, scheme, "", "")
-    match = _TCP.match(url)
-    if not match:
-        raise TransportError(f"{role} {url!r} is not an endpoint: use tcp://HOST:PORT "
-                             f"(e.g. tcp://127.0.0.1:5555{', tcp://*:5556' if bind else ''})")
-    host, port = match.group(1), match.group(2)
-    if port == "*" and not bind:
-        raise TransportError(f"{role} {url!r}: a connect endpoint needs a port number")
-    if port != "*" and not 1 <= int(port) <= 65535:
-        raise TransportError(f"{role} {url!r}: port must be 1..65535")
-    if host == "*" and not bind:
-        raise TransportError(f"{role} {url!r}: '*' only makes sense for --bind; give the host to connect to")
-    return Endpoint(url, "tcp", host.strip("[]"), port)
-
-
-_LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback", "lo"}
-_WILDCARDS = {"*", "0.0.0.0", "::"}
-
-
-def endpoint_scope(endpoint: Endpoint, *, compose_network: bool = False) -> Scope:
-    """Who could read plain text on this link: only this machine, the compose network, or anyone."""
-    if endpoint.scheme in ("ipc", "inproc"):
-        return "local"
-    host = endpoint.host.lower()
-    if host in _LOOPBACK_NAMES:
-        return "local"
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        address = None
-    if address is not None and address.is_loopback:
-        return "local"
-    if compose_network:
-        if host in _WILDCARDS or (address is None and "." not in host):
-            return "compose"
-        if address is not None and address.is_private:
-            return "compose"
-    return "network"
-
-
-def compose_network_from_env(environ: Mapping[str, str] = os.environ) -> bool:
-    """True when the compose file marks this service as running on its private network."""
-    return environ.get(COMPOSE_ENV, "").strip().lower() in ("1", "true", "yes")
-
-
-def check_plain_text(endpoints: list[Endpoint], *, curve: "CurveKeys | None", insecure: bool,
-                     compose_network: bool) -> None:
-    """Enforce the plain-text rule for a socket's endpoints (see the module docstring)."""
-    if curve is not None:
-        return
-    exposed = [e.url for e in endpoints if endpoint_scope(e, compose_network=compose_network) == "network"]
-    if not exposed:
-        return
-    if not insecure:
-        raise TransportError(
-            f"{', '.join(exposed)} leaves this machine, so webcam frames must be encrypted: run "
-            f"`python -m shared.keys keys/` (make keys) and pass --curve-dir keys/ to the sink and the "
-            f"segmenters, or pass --insecure to send plain text anyway")
-    logger.warning("W: PLAIN TEXT on %s (--insecure): anyone on the network path can watch these webcam "
-                   "frames; use --curve-dir with keys from `make keys` instead", ", ".join(exposed))
-
-
-# -- CurveZMQ keys ---------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class CurveKeys:
-    """One side's CurveZMQ key material (z85-encoded keys).
-
-    A sink has `authorized_dir` (the allow-list: segmenters' public key files); a segmenter has
-    `server_key` (the sink's public key, pinned).
-    """
-    public: bytes
-    secret: bytes
-    server_key: bytes | None = None
-    authorized_dir: Path | None = None
-
-    @property
-    def is_server(self) -> bool:
-        return self.authorized_dir is not None
-
-
-def _load_key_file(path: Path, *, need_secret: bool, what: str, fix: str) -> tuple[bytes, bytes | None]:
-    try:
-        public, secret = zmq.auth.load_certificate(path)
-    except (OSError, ValueError) as exc:
-        reason = "is missing" if not path.exists() else f"is not a key file ({exc})"
-        raise TransportError(f"{what} {path} {reason}: {fix}") from None
-    if need_secret and not secret:
-        raise TransportError(f"{what} {path} has no secret key: pass the .key_secret file, {fix}")
-    for key in (public, secret):
-        if key is not None and not _is_z85_key(key):
-            raise TransportError(f"{what} {path} holds a malformed key: {fix}")
-    return public, secret
-
-
-def _is_z85_key(key: bytes) -> bool:
-    try:
-        return len(key) == 40 and len(z85.decode(key)) == 32
-    except (ValueError, KeyError, TypeError):
-        return False
-
-
-def sink_keys(curve_dir: str | os.PathLike, *, secret_file: str | os.PathLike | None = None,
-              authorized_dir: str | os.PathLike | None = None) -> CurveKeys:
-    """The sink's keys from a folder made by `python -m shared.keys DIR`.
-
-    Args:
-        curve_dir: the keys folder; uses DIR/sink.key_secret and DIR/authorized/.
-        secret_file: another sink key pair file instead of DIR/sink.key_secret.
-        authorized_dir: another allow-list folder instead of DIR/authorized/.
-    Returns:
-        CurveKeys for `SinkSocket` / `Dispatcher(curve=...)`.
-    """
-    base = Path(curve_dir).expanduser()
-    fix = f"run `python -m shared.keys {base}` (make keys) or pass the right --curve-dir"
-    secret_path = Path(secret_file) if secret_file else base / f"{SINK_KEY_NAME}.key_secret"
-    public, secret = _load_key_file(secret_path, need_secret=True, what="the sink key pair", fix=fix)
-    allowed = Path(authorized_dir) if authorized_dir else base / AUTHORIZED_DIR
-    if not allowed.is_dir() or not any(allowed.glob("*.key")):
-        raise TransportError(f"the allow-list folder {allowed} has no segmenter public keys (*.key): {fix}, "
-                             f"or copy a segmenter's NAME.key into it")
-    return CurveKeys(public=public, secret=secret, authorized_dir=allowed)
-
-
-def replica_keys(curve_dir: str | os.PathLike, *, name: str = DEFAULT_REPLICA_KEY_NAME,
-                 secret_file: str | os.PathLike | None = None,
-                 sink_key_file: str | os.PathLike | None = None) -> CurveKeys:
-    """A segmenter's keys: its own pair (DIR/NAME.key_secret) and the sink's public key (DIR/sink.key)."""
-    base = Path(curve_dir).expanduser()
-    fix = f"run `python -m shared.keys {base}` (make keys) or pass the right --curve-dir"
-    secret_path = Path(secret_file) if secret_file else base / f"{name}.key_secret"
-    public, secret = _load_key_file(secret_path, need_secret=True, what="the segmenter key pair", fix=fix)
-    sink_path = Path(sink_key_file) if sink_key_file else base / f"{SINK_KEY_NAME}.key"
-    server_key, _ = _load_key_file(sink_path, need_secret=False, what="the sink's public key",
-                                   fix=f"copy sink.key from the sink's keys folder ({fix})")
-    return CurveKeys(public=public, secret=secret, server_key=server_key)
-
-
-class AllowList:
-    """ZAP credentials provider: admits client keys whose NAME.key is in the allow-list folder.
-
-    The folder is re-read when it changes, so adding a segmenter needs no sink restart.
-    """
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self._stamp: tuple | None = None
-        self._keys: frozenset[bytes] = frozenset()
-        self._lock = threading.Lock()
-        self._warn = RateLimitedLog(logger, 10.0)
-        self.refused = 0
-
-    def _reload(self) -> None:
-        try:
-            files = sorted(self.folder.glob("*.key"))
-            stamp = tuple((f.name, f.stat().st_mtime_ns) for f in files)
-        except OSError:
-            files, stamp = [], None
-        if stamp == self._stamp:
-            return
-        keys = set()
-        for path in files:
-            try:
-                public, _ = zmq.auth.load_certificate(path)
-            except (OSError, ValueError):
-                self._warn.warning(f"bad:{path}", "W: ignoring %s in the allow-list: not a public key file", path)
-                continue
-            if _is_z85_key(public):
-                keys.add(public)
-        self._keys, self._stamp = frozenset(keys), stamp
-
-    def callback(self, domain: str, key: bytes) -> bool:
-        with self._lock:
-            self._reload()
-            allowed = key in self._keys
-        if not allowed:
-            self.refused += 1
-            self._warn.warning(f"refused:{key!r}", "W: refused a segmenter with unknown key %s: to admit it, "
-                               "copy its NAME.key into %s", key.decode("ascii", "replace"), self.folder)
-        return allowed
 
 
 # -- sockets ---------------------------------------------------------------------------------------
@@ -348,14 +87,37 @@ def _attach(sock: zmq.Socket, endpoint: Endpoint, *, bind: bool) -> None:
                              f"and port") from None
 
 
-class SinkSocket:
+class _Link:
+    """What both sockets share: an owned or borrowed zmq.Context, and `with` support."""
+
+    def __init__(self, context: zmq.Context | None) -> None:
+        self._own_context = context is None
+        self._context = context or zmq.Context()
+        self.socket: zmq.Socket | None = None
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def _end_context(self) -> None:
+        if self._own_context and self._context is not None:
+            self._context.term()
+            self._context = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SinkSocket(_Link):
     """The sink's ROUTER: replicas connect to its `bind` endpoints, and it connects to `connect` ones.
 
     Args:
         bind: endpoints where connect-mode replicas reach the sink.
         connect: endpoints of replicas that bind (e.g. tcp://gpu-box:5556).
         curve: the sink's CurveKeys (from `sink_keys`), or None for plain text.
-        insecure: allow plain text beyond loopback/compose (logs a warning).
+        insecure: allow plain text beyond loopback/compose (the warning is `check_links`'s, at start).
         compose_network: treat the compose network as local (see module docstring).
         context: a zmq.Context to use; by default the socket owns one (ended by `close`).
     Use from one thread only; `socket` is there for a zmq.Poller.
@@ -370,13 +132,12 @@ class SinkSocket:
             raise TransportError("the sink has no endpoint: give --bind or --segmenter tcp://HOST:PORT")
         if curve is not None and not curve.is_server:
             raise TransportError("the sink needs its own key pair and an allow-list: "
-                                 "use shared.transport.sink_keys(DIR)")
-        check_plain_text(binds + connects, curve=curve, insecure=insecure, compose_network=compose_network)
-        self._own_context = context is None
-        self._context = context or zmq.Context()
+                                 "use shared.keys.sink_keys(DIR)")
+        check_plain_text(binds + connects, curve=curve, insecure=insecure, compose_network=compose_network,
+                         warn=False)
+        super().__init__(context)
         self.allow_list: AllowList | None = None
         self._auth: ThreadAuthenticator | None = None
-        self.socket: zmq.Socket | None = None
         self.bound: list[str] = []       # bind endpoints as resolved (port * -> the real port)
         try:
             if curve is not None:
@@ -451,22 +212,14 @@ class SinkSocket:
         if self._auth is not None:
             self._auth.stop()
             self._auth = None
-        if self._own_context and self._context is not None:
-            self._context.term()
-            self._context = None
-
-    def __enter__(self) -> "SinkSocket":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self._end_context()
 
 
 _HANDSHAKE_EVENTS = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
                      | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_SUCCEEDED)
 
 
-class ReplicaSocket:
+class ReplicaSocket(_Link):
     """One segmenter's DEALER link to one sink, connecting (`tcp://SINK:5555`) or binding (`tcp://*:5556`).
 
     A binding replica serves one sink at a time: a DEALER shares its replies among all its peers.
@@ -476,7 +229,7 @@ class ReplicaSocket:
         endpoint: where to connect or bind.
         mode: "connect" or "bind".
         curve: the segmenter's CurveKeys (from `replica_keys`), or None for plain text.
-        insecure / compose_network: see `check_plain_text`.
+        insecure / compose_network: see `shared.security.check_plain_text`.
         context: zmq.Context to use (by default the socket owns one).
     """
 
@@ -487,14 +240,12 @@ class ReplicaSocket:
             raise ValueError(f"mode must be 'connect' or 'bind', got {mode!r}")
         parsed = parse_endpoint(endpoint, bind=mode == "bind")
         if curve is not None and curve.server_key is None:
-            raise TransportError("a segmenter needs the sink's public key: use shared.transport.replica_keys(DIR)")
-        check_plain_text([parsed], curve=curve, insecure=insecure, compose_network=compose_network)
+            raise TransportError("a segmenter needs the sink's public key: use shared.keys.replica_keys(DIR)")
+        check_plain_text([parsed], curve=curve, insecure=insecure, compose_network=compose_network, warn=False)
+        super().__init__(context)
         self.endpoint = endpoint
         self.mode = mode
         self.curve = curve
-        self._own_context = context is None
-        self._context = context or zmq.Context()
-        self.socket: zmq.Socket | None = None
         self.monitor: zmq.Socket | None = None
         try:
             sock = self._context.socket(zmq.DEALER)
@@ -567,12 +318,4 @@ class ReplicaSocket:
                 self.monitor = None
             self.socket.close(linger=linger_ms)
             self.socket = None
-        if self._own_context and self._context is not None:
-            self._context.term()
-            self._context = None
-
-    def __enter__(self) -> "ReplicaSocket":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self._end_context()

@@ -18,11 +18,12 @@ Every error is a one-line JSON object `{"error": "..."}` with the HTTP status.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import logging
 from typing import Awaitable, Callable
 
 from aiohttp import web
+
+from shared.security import is_loopback_host
 
 logger = logging.getLogger(__name__)
 
@@ -39,18 +40,6 @@ SECURITY_HEADERS = {
 
 def json_error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
-
-
-def is_loopback_name(host: str | None) -> bool:
-    if not host:
-        return False
-    host = host.strip("[]").lower()
-    if host in ("localhost", "ip6-localhost") or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _supplied_token(request: web.Request) -> tuple[str | None, bool]:
@@ -75,7 +64,7 @@ def make_guard(token: str, *, check_host: bool = True) -> Callable:
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
-            if (check_host or not secret) and not is_loopback_name(request.url.host):
+            if (check_host or not secret) and not is_loopback_host(request.url.host, from_browser=True):
                 sockname = request.transport.get_extra_info("sockname") if request.transport else None
                 port = sockname[1] if sockname else request.url.port
                 return json_error(403, f"host {request.host!r} is not this machine: open "

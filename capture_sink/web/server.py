@@ -17,9 +17,10 @@ from aiohttp import web
 
 from capture_sink.config import ConfigError
 from capture_sink.outputs.steady import SteadyWriter
+from shared.security import is_loopback_host
 
 from .api import Api
-from .guard import is_loopback_name, make_guard
+from .guard import make_guard
 from .preview import PREVIEW_FPS, PreviewHub, PreviewOutput
 from .uploads import UPLOAD_MAX_BYTES, UploadStore
 
@@ -47,7 +48,7 @@ class WebServer:
     def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 8080, token: str = "",
                  upload_dir: str | Path, upload_max_bytes: int = UPLOAD_MAX_BYTES,
                  preview_fps: float = PREVIEW_FPS, show_token: bool = False, public_url: str = "") -> None:
-        if not token and not is_loopback_name(host):
+        if not token and not is_loopback_host(host):
             raise ConfigError(f"refusing to serve the web page on {host} without a token: anyone who can reach "
                               f"it would see the webcam; set --http-token or bind 127.0.0.1")
         self.app = app
@@ -141,7 +142,7 @@ class WebServer:
 
     async def _open(self) -> None:
         self.hub.attach(asyncio.get_running_loop())
-        application = web.Application(middlewares=[make_guard(self.token, check_host=is_loopback_name(self.host))],
+        application = web.Application(middlewares=[make_guard(self.token, check_host=is_loopback_host(self.host))],
                                       client_max_size=self.uploads.max_bytes + 1024 * 1024)
         self.api.routes(application.router)
         self._runner = web.AppRunner(application, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S,

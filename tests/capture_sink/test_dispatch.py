@@ -23,7 +23,8 @@ from segmenter.model.base import InputSpec, SegmentationModel
 from segmenter.worker import Worker
 from shared import protocol
 from shared.protocol import Error, Goodbye, Heartbeat, Hello, SegmentRequest
-from shared.transport import ReplicaSocket, SinkSocket, TransportError
+from shared.errors import TransportError
+from shared.transport import ReplicaSocket, SinkSocket
 
 W, H = 64, 48
 FAST_BEAT = {"heartbeat_interval_s": 0.05, "heartbeat_liveness": 4}   # 0.2 s expiry: quick tests

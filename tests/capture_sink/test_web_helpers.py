@@ -8,11 +8,9 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -23,17 +21,13 @@ import cv2
 import numpy as np
 import pytest
 
+from bench.harness import free_port
+from bench.harness import wait_until as harness_wait_until
 from capture_sink.app import SinkApp
 from capture_sink.config import SinkConfig, validate
 
 START_TIMEOUT_S = 60.0
 WIDTH, HEIGHT, FPS = 640, 360, 15.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def weights_missing_reason() -> str | None:
@@ -123,14 +117,8 @@ def http_request(base: str, method: str, path: str, body: Any = None, *, headers
 
 
 def wait_until(predicate, timeout_s: float, what: str, interval_s: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(interval_s)
+    """bench.harness.wait_until at a gentler poll: each try here is an HTTP request."""
+    return harness_wait_until(predicate, timeout_s, what, poll_s=interval_s)
 
 
 @contextlib.contextmanager

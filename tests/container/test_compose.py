@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -20,6 +19,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from bench.harness import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.preview.yml"
@@ -46,16 +47,10 @@ def _skip_reason() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Stack:
     def __init__(self) -> None:
         self.project = f"holocamtest{os.getpid()}"
-        self.port = _free_port()
+        self.port = free_port()
         self.token: str | None = None
         # One override through the environment, not a .env: another port, so a running holocam is
         # left alone. No token: the sink makes its own and logs the URL to open, as a user sees it.

@@ -2,8 +2,9 @@
 
 `segmenter_process` starts `python -m segmenter serve ...` processes (the real `selfie` model)
 and stops every one after the test: SIGTERM, then SIGKILL. `module_segmenters` does the same for a
-whole module, for tests that share replicas. Helpers (SegmenterLauncher, SinkProcess, the fuzzer)
-live in tests/helpers_transport.py, importable here because this file puts tests/ on sys.path.
+whole module, for tests that share replicas. SegmenterLauncher lives in bench/harness.py (the
+benchmarks use it too); SinkProcess and the fuzzer in tests/helpers_transport.py, importable here
+because this file puts tests/ on sys.path.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ TESTS = Path(__file__).resolve().parents[1]
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
-from helpers_transport import SegmenterLauncher  # noqa: E402
+from bench.harness import SegmenterLauncher  # noqa: E402
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+
+from bench.harness import free_port, wait_until
 
 CHROMIUM = os.environ.get("HOLOCAM_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("HOLOCAM_CHROMEDRIVER", "/usr/bin/chromedriver")
@@ -38,12 +39,6 @@ def _missing() -> str | None:
     except ImportError:
         return "selenium is not installed: pip install selenium==4.51.0"
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _status(url: str, token: str) -> dict | None:
@@ -65,14 +60,14 @@ def sink(tmp_path: Path) -> Iterator[tuple[str, str]]:
         weights_path(DEFAULT_MODEL)
     except (ImportError, WeightsError) as exc:
         pytest.skip(f"no segmenter weights here ({exc}): run `make weights`")
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOLOCAM_")}
     env["XDG_CONFIG_HOME"] = str(tmp_path / "config")
     log = open(tmp_path / "sink.log", "w+")
     proc = subprocess.Popen(
         [sys.executable, "-m", "capture_sink", "run", "--with-segmenter", "--source", "demo", "--output", "null",
          "--width", "640", "--height", "360", "--fps", "15", "--segmenting", "on",
-         "--bind", f"tcp://127.0.0.1:{_free_port()}", "--http-port", str(port),
+         "--bind", f"tcp://127.0.0.1:{free_port()}", "--http-port", str(port),
          "--upload-dir", str(tmp_path / "uploads")],
         env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
@@ -144,14 +139,8 @@ return {grey: grey, tint: tint / n, width: img.naturalWidth};
 
 
 def _wait(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.1)
+    """bench.harness.wait_until at a browser's pace: each try runs a script in the page."""
+    return wait_until(predicate, timeout_s, what, poll_s=0.1)
 
 
 def test_page_shows_a_live_preview_and_changes_the_effect(sink: tuple[str, str], browser) -> None:

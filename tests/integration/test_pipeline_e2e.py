@@ -7,7 +7,6 @@ Inside the person the output must be the photo; far outside it must be the backg
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,17 +16,12 @@ import numpy as np
 import pytest
 import skimage.data
 
+from bench.harness import free_port
 from helpers_transport import wait_until
 from segmenter.mask_image import full_resolution_mask
 
 WIDTH, HEIGHT = 640, 480
 FRAMES = 90
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +41,7 @@ def scene(tmp_path_factory):
 
 def test_sink_composites_photo_over_background_by_the_segmenters_mask(tmp_path, scene, selfie_reference):
     folder, photo, background = scene
-    port = _free_port()
+    port = free_port()
     endpoint = f"tcp://127.0.0.1:{port}"
     seg_log = tmp_path / "segmenter.log"
     with open(seg_log, "wb") as log:

@@ -8,7 +8,7 @@ import pytest
 
 from capture_sink.dispatch import Dispatcher
 from helpers_transport import free_port, prepared, wait_for_replicas, wait_until
-from shared.transport import sink_keys
+from shared.keys import sink_keys
 
 pytestmark = pytest.mark.slow
 

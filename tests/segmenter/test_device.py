@@ -5,7 +5,6 @@ There is no GPU on the test machine: CUDA itself is exercised only where one exi
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import threading
@@ -109,18 +108,11 @@ def test_models_without_a_device_path_name_the_fix():
 
 
 def test_worker_batches_waiting_frames_and_says_its_device(device_model, photos):
+    from bench.harness import free_port, wait_until
     from capture_sink.dispatch import Dispatcher
     from segmenter.worker import Worker
 
-    def wait_until(condition, timeout_s: float, what: str) -> None:  # noqa: E306
-        deadline = time.monotonic() + timeout_s
-        while not condition():
-            assert time.monotonic() < deadline, f"timed out waiting for {what}"
-            time.sleep(0.01)
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     worker = Worker(device_model, connect=[f"tcp://127.0.0.1:{port}"], capacity=4, batch=True,
                     device=device_model.device_name, replica_id="batcher")
     stop = threading.Event()

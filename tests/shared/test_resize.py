@@ -11,7 +11,8 @@ import pytest
 import skimage.data
 
 from segmenter.model.base import InputSpec
-from shared.resize import ResizeError, fit_size, mask_to_frame, prepare_input
+from shared.geometry import fit_size
+from shared.resize import ResizeError, mask_to_frame, prepare_input
 
 GENERAL = InputSpec(256, 256, "stretch")
 LANDSCAPE = InputSpec(256, 144, "stretch")

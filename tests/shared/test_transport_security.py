@@ -1,4 +1,4 @@
-"""shared.transport + shared.keys: CurveZMQ with an allow-list, and the plain-text rule.
+"""shared.transport + shared.keys + shared.security: CurveZMQ with an allow-list, and the plain-text rule.
 
 Real sockets on loopback. "Zero frames" is checked the strong way: the stranger keeps saying a
 valid hello while the sink has frames to give, and must receive nothing at all.
@@ -21,12 +21,12 @@ from capture_sink.dispatch import Dispatcher
 from segmenter.model.base import InputSpec, SegmentationModel
 from segmenter.worker import Worker
 from shared import protocol
+from shared.errors import TransportError
+from shared.keys import CurveKeys, make_keys, replica_keys, sink_keys
 from shared.keys import main as keys_main
-from shared.keys import make_keys
 from shared.protocol import Hello
-from shared.transport import (CurveKeys, ReplicaSocket, SinkSocket, TransportError, check_plain_text,
-                              compose_network_from_env, endpoint_scope, parse_endpoint, replica_keys,
-                              sink_keys)
+from shared.security import check_plain_text, compose_network_from_env, endpoint_scope, parse_endpoint
+from shared.transport import ReplicaSocket, SinkSocket
 
 W, H = 32, 24
 FRAME = np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8)
