@@ -16,14 +16,14 @@ from shared.errors import TransportError
 from shared.keys import DEFAULT_REPLICA_KEY_NAME, CurveKeys, replica_keys
 from shared.security import compose_network_from_env
 
-from .links import DEFAULT_CAPACITY, DEFAULT_CONNECT, SinkLinks, check_capacity, sink_links
+from .links import DEFAULT_CAPACITY, DEFAULT_CONNECT, Sinks, check_capacity, check_sinks
 from .model import DEFAULT_MODEL, MODEL_NAMES
 
 
 @dataclass(frozen=True)
 class ServeSettings:
     """Everything `python -m segmenter serve` runs with, from flags and environment."""
-    links: SinkLinks
+    sinks: Sinks
     capacity: int
     replica_id: str | None
     model: str
@@ -47,9 +47,9 @@ class ServeSettings:
             connect = [DEFAULT_CONNECT]
         check_capacity(args.capacity)
         curve = _curve_keys(args.curve_dir or environ.get("HOLOCAM_CURVE_DIR") or None, args)
-        links = sink_links(connect, bind, curve=curve, insecure=args.insecure,
-                           compose_network=args.compose_network or compose_network_from_env(environ))
-        return cls(links=links, capacity=args.capacity, replica_id=args.replica_id, model=args.model,
+        sinks = check_sinks(connect, bind, curve=curve, insecure=args.insecure,
+                            compose_network=args.compose_network or compose_network_from_env(environ))
+        return cls(sinks=sinks, capacity=args.capacity, replica_id=args.replica_id, model=args.model,
                    weights=args.weights, cache_dir=args.cache_dir, threads=args.threads,
                    device=args.device or environ.get("HOLOCAM_SEGMENTER_DEVICE") or "auto",
                    precision=args.precision, health_file=args.health_file, test_delay_ms=args.test_delay_ms)

@@ -1,6 +1,6 @@
 """A replica's links to its sinks: which sinks, how they are secured, and each session's state.
 
-`sink_links` checks the endpoints and the plain-text rule once, at start-up; the `SinkLinks` it
+`check_sinks` checks the endpoints and the plain-text rule once, at start-up; the `Sinks` it
 returns is what the worker is built from. `Link` is the worker's state for one sink.
 """
 
@@ -31,9 +31,9 @@ def check_capacity(capacity: int) -> None:
 
 
 @dataclass(frozen=True)
-class SinkLinks:
+class Sinks:
     """The sinks a replica serves and how its links are secured, already held to the plain-text
-    rule: only `sink_links` builds one, so holding one means the check has passed."""
+    rule: only `check_sinks` builds one, so holding one means the check has passed."""
     connect: tuple[str, ...]
     bind: tuple[str, ...]
     curve: CurveKeys | None
@@ -41,8 +41,8 @@ class SinkLinks:
     compose_network: bool
 
 
-def sink_links(connect: Sequence[str] = (), bind: Sequence[str] = (), *, curve: CurveKeys | None = None,
-               insecure: bool = False, compose_network: bool = False) -> SinkLinks:
+def check_sinks(connect: Sequence[str] = (), bind: Sequence[str] = (), *, curve: CurveKeys | None = None,
+                insecure: bool = False, compose_network: bool = False) -> Sinks:
     """Check the endpoints' syntax and the plain-text rule (shared.security); TransportError if not.
 
     Args:
@@ -54,7 +54,7 @@ def sink_links(connect: Sequence[str] = (), bind: Sequence[str] = (), *, curve: 
     if not connect and not bind:
         raise TransportError(f"no sink to serve: give --connect {DEFAULT_CONNECT} or --bind tcp://*:5556")
     check_links(connect=connect, bind=bind, curve=curve, insecure=insecure, compose_network=compose_network)
-    return SinkLinks(tuple(connect), tuple(bind), curve, insecure, compose_network)
+    return Sinks(tuple(connect), tuple(bind), curve, insecure, compose_network)
 
 
 @dataclass

@@ -50,8 +50,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = ServeSettings.from_args(args)   # endpoints, keys and numbers fail before the model load
         model, device_name = load_model(settings)
-        # The links were checked against the plain-text rule above: the worker takes them as they are.
-        worker = Worker(model, links=settings.links, capacity=settings.capacity, replica_id=settings.replica_id,
+        # The sinks were checked against the plain-text rule above: the worker takes them as they are.
+        worker = Worker(model, sinks=settings.sinks, capacity=settings.capacity, replica_id=settings.replica_id,
                         test_delay_ms=settings.test_delay_ms, health_file=settings.health_file,
                         device=device_name, batch=device_name != "cpu")   # batching pays on a GPU only
     except (TransportError, WeightsError, ModelError) as exc:

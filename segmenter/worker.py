@@ -35,8 +35,8 @@ from shared.keys import CurveKeys
 from shared.ratelog import RateLimitedLog
 from shared.transport import GOODBYE_LINGER_MS, ReplicaSocket
 
-from .links import (DEFAULT_CAPACITY, RECONNECT_MAX_S, RECONNECT_MIN_S, Link, SinkLinks, check_capacity,
-                    sink_links)
+from .links import (DEFAULT_CAPACITY, RECONNECT_MAX_S, RECONNECT_MIN_S, Link, Sinks, check_capacity,
+                    check_sinks)
 from .inference import Inference, Job
 from .model import SegmentationModel
 from .model.base import InputSpec
@@ -52,9 +52,9 @@ class Worker:
 
     Args:
         model: the segmentation model (its `input_spec` is announced in the hello).
-        links: the sinks and their security, checked at start-up (`links.sink_links`).
-        connect / bind / curve / insecure / compose_network: instead of `links`, for embedded use
-            and tests: the worker checks them itself (see `links.sink_links`).
+        sinks: the sinks and their security, checked at start-up (`links.check_sinks`).
+        connect / bind / curve / insecure / compose_network: instead of `sinks`, for embedded use
+            and tests: the worker checks them itself (see `links.check_sinks`).
         capacity: frames in flight this replica accepts per sink.
         replica_id: the name the sink logs and counts us under.
         heartbeat_interval_s / heartbeat_liveness: our heartbeat period, and missed beats before
@@ -65,29 +65,29 @@ class Worker:
             the GPU path: there one pass of 4 costs little more than one of 1).
     """
 
-    def __init__(self, model: SegmentationModel, *, links: SinkLinks | None = None, connect: list[str] = (),
+    def __init__(self, model: SegmentationModel, *, sinks: Sinks | None = None, connect: list[str] = (),
                  bind: list[str] = (), capacity: int = DEFAULT_CAPACITY, curve: CurveKeys | None = None,
                  insecure: bool = False, compose_network: bool = False, replica_id: str | None = None,
                  heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S, heartbeat_liveness: int = HEARTBEAT_LIVENESS,
                  test_delay_ms: float = 0.0, health_file: str | None = None, device: str = "cpu",
                  batch: bool = False) -> None:
         check_capacity(capacity)
-        if links is None:
-            links = sink_links(connect, bind, curve=curve, insecure=insecure, compose_network=compose_network)
+        if sinks is None:
+            sinks = check_sinks(connect, bind, curve=curve, insecure=insecure, compose_network=compose_network)
         self.model = model
         self.spec: InputSpec = model.input_spec
         self.capacity = capacity
         self.device = device
         self.batch = batch and capacity > 1 and hasattr(model, "segment_batch")
-        self.curve = links.curve
-        self.insecure = links.insecure
-        self.compose_network = links.compose_network
+        self.curve = sinks.curve
+        self.insecure = sinks.insecure
+        self.compose_network = sinks.compose_network
         self.replica_id = (replica_id or f"{socket.gethostname()}-{os.getpid()}")[:64]
         self._health = LivenessFile(health_file)   # container HEALTHCHECK: the loop is alive
         self.heartbeat_interval_s = heartbeat_interval_s
         self.heartbeat_liveness = heartbeat_liveness
         self.test_delay_s = max(0.0, test_delay_ms) / 1000.0
-        self.links = [Link(e, "connect") for e in links.connect] + [Link(e, "bind") for e in links.bind]
+        self.links = [Link(e, "connect") for e in sinks.connect] + [Link(e, "bind") for e in sinks.bind]
         self.counts = dict.fromkeys(("requests", "masks", "bad_messages", "busy", "failed", "reconnects",
                                      "batched_frames"), 0)
         self._context = zmq.Context()
