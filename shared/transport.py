@@ -33,8 +33,6 @@ from .keys import DEFAULT_REPLICA_KEY_NAME, replica_keys, sink_keys  # noqa: F40
 from .ratelog import RateLimitedLog  # noqa: F401
 from .security import compose_network_from_env, endpoint_scope  # noqa: F401
 
-logger = logging.getLogger(__name__)
-
 # libzmq-level settings.
 LINGER_MS = 0                     # never block on close; a goodbye is sent with an explicit linger
 GOODBYE_LINGER_MS = 1000
@@ -118,7 +116,7 @@ class SinkSocket(_Link):
         connect: endpoints of replicas that bind (e.g. tcp://gpu-box:5556).
         curve: the sink's CurveKeys (from `sink_keys`), or None for plain text.
         insecure: allow plain text beyond loopback/compose (the warning is `check_links`'s, at start).
-        compose_network: treat the compose network as local (see module docstring).
+        compose_network: treat the compose network as local (see shared.security).
         context: a zmq.Context to use; by default the socket owns one (ended by `close`).
     Use from one thread only; `socket` is there for a zmq.Poller.
     """
