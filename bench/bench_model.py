@@ -31,8 +31,9 @@ import torch
 
 from bench import plots
 from segmenter.kernels import load as load_kernels
-from segmenter.model.selfie import (SELFIE_SPECS, ProbabilityPipeline, SelfieNet, SelfieSegmentation,
-                                    keep_frame_buffers_in_heap, load_selfie)
+from segmenter.malloc_tuning import keep_frame_buffers_in_heap
+from segmenter.model.selfie import SELFIE_SPECS, ProbabilityPipeline, SelfieSegmentation, load_selfie
+from segmenter.model.selfie_net import SelfieNet
 from segmenter.model.tflite_graph import read_tflite
 from segmenter.weights import weights_path
 from shared.resize import prepare_input

@@ -72,9 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     _add_weights(sub)
     _add_mask(sub)
     _add_kernels(sub)
-    from . import worker
+    from . import config
     serve = sub.add_parser("serve", help="serve masks to one or more sinks over ZeroMQ")
-    worker.add_arguments(serve)
+    config.add_arguments(serve)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname).1s %(name)s: %(message)s")
@@ -90,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run_kernels(args)
         if args.command == "mask":
             return run_mask(args)
-        return worker.run(args)
+        from .serve import run as run_serve
+        return run_serve(args)
     except (WeightsError, ModelError, MaskImageError, KernelBuildError, KernelsUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

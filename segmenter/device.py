@@ -164,7 +164,8 @@ def load_device_model(name: str, device, *, weights=None, cache_dir=None, precis
                           f"on a GPU, or --device cpu")
     if precision not in ("auto", "fp32", "fp16"):
         raise DeviceError(f"--precision {precision!r}: use auto, fp32 or fp16")
-    from .model.selfie import SelfieNet, read_tflite
+    from .model.selfie_net import SelfieNet
+    from .model.tflite_graph import read_tflite
     from .weights import weights_path
 
     path = weights if weights is not None else weights_path(name, cache_dir)

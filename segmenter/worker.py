@@ -5,86 +5,46 @@ ZeroMQ guide pattern: Paranoid Pirate worker (ppworker). Each sink link is a DEA
 it closes the socket and `connect()`s again after a backoff that doubles from RECONNECT_MIN_S to
 RECONNECT_MAX_S. A sink that restarted answers our heartbeat with "unknown-replica" and we say
 hello again at once. Inference runs on its own thread, so heartbeats keep flowing while the
-model works: "silent" then really means dead, stopped or cut off.
+model works (inference.py): "silent" then really means dead, stopped or cut off.
 
-    python -m segmenter serve --connect tcp://127.0.0.1:5555        # join a sink (the default)
-    python -m segmenter serve --bind tcp://*:5556 --curve-dir keys/  # the sink connects to us
-    python -m segmenter serve --connect tcp://sink:5555 --capacity 2 --threads 2
-    python -m segmenter serve --device cuda --capacity 4   # a GPU: fp16 where it keeps parity, frames batched
-
-SIGTERM or SIGINT: say goodbye (the sink sends no more), finish the frames in flight, exit 0.
-`--test-delay-ms` (testing only) holds each reply back that long without blocking, like a replica
-behind a slow link; the benchmarks and the reorder tests use it.
+Stopping (`serve`'s stop event, set by SIGTERM or SIGINT): say goodbye (the sink sends no more),
+finish the frames in flight, close. `test_delay_ms` (testing only) holds each reply back that long
+without blocking, like a replica behind a slow link; the benchmarks and the reorder tests use it.
+Started from the command line by serve.py.
 """
 
 from __future__ import annotations
 
-import argparse
 import heapq
 import itertools
 import logging
 import os
 import queue
-import signal
 import socket
-import sys
 import threading
 import time
-from dataclasses import dataclass, field
 
-import numpy as np
 import zmq
 
 from shared import protocol
 from shared.protocol import (ERR_BAD_REQUEST, ERR_BUSY, ERR_DRAINING, ERR_REFUSED, ERR_UNKNOWN_REPLICA,
                              MAX_TEXT, Error, Goodbye, Heartbeat, Hello, ProtocolError, SegmentRequest)
 from shared.health import LivenessFile
-from shared.errors import TransportError
 from shared.heartbeat import HEARTBEAT_INTERVAL_S, HEARTBEAT_LIVENESS, peer_lifetime
-from shared.keys import DEFAULT_REPLICA_KEY_NAME, CurveKeys, replica_keys
+from shared.keys import CurveKeys
 from shared.ratelog import RateLimitedLog
-from shared.security import check_links, compose_network_from_env
 from shared.transport import GOODBYE_LINGER_MS, ReplicaSocket
 
-from .model import DEFAULT_MODEL, MODEL_NAMES, ModelError, SegmentationModel, create_model
-from .device import load_device_model, resolve_device
+from .links import (DEFAULT_CAPACITY, RECONNECT_MAX_S, RECONNECT_MIN_S, Link, Sinks, check_capacity,
+                    check_sinks)
+from .inference import Inference, Job
+from .model import SegmentationModel
 from .model.base import InputSpec
-from .weights import WeightsError
 
 logger = logging.getLogger(__name__)
 
-RECONNECT_MIN_S = 0.25
-RECONNECT_MAX_S = 2.0
 DRAIN_TIMEOUT_S = 5.0          # SIGTERM: longest wait for frames in flight
-DEFAULT_CAPACITY = 1           # lowest latency; 2 hides transfer time on a slow link
-MAX_CAPACITY = protocol.MAX_CAPACITY
 MAX_RECV_PER_TURN = 64
-DEFAULT_CONNECT = "tcp://127.0.0.1:5555"
-
-
-@dataclass
-class Link:
-    """This replica's session with one sink over one endpoint."""
-    endpoint: str
-    mode: str                              # "connect" | "bind"
-    sock: ReplicaSocket | None = None
-    registered: bool = False               # the sink has answered since our last (re)connect
-    generation: int = 0                    # bumps on reconnect: results for an older session are dropped
-    last_heard: float = 0.0
-    peer_lifetime_s: float = peer_lifetime(HEARTBEAT_INTERVAL_S, HEARTBEAT_LIVENESS)
-    next_beat: float = 0.0
-    reconnect_at: float | None = None
-    backoff_s: float = RECONNECT_MIN_S
-    refused_until: float = 0.0
-    in_flight: set[int] = field(default_factory=set)
-
-
-@dataclass
-class _Job:
-    link: Link
-    generation: int
-    request: SegmentRequest
-    received: float
 
 
 class Worker:
@@ -92,11 +52,10 @@ class Worker:
 
     Args:
         model: the segmentation model (its `input_spec` is announced in the hello).
-        connect: sink endpoints to connect to.
-        bind: endpoints to bind, for sinks that connect to us.
+        sinks: the sinks and their security, checked at start-up (`links.check_sinks`).
+        connect / bind / curve / insecure / compose_network: instead of `sinks`, for embedded use
+            and tests: the worker checks them itself (see `links.check_sinks`).
         capacity: frames in flight this replica accepts per sink.
-        curve: this replica's keys (`shared.keys.replica_keys`) or None for plain text.
-        insecure / compose_network: the plain-text rule (see shared.security).
         replica_id: the name the sink logs and counts us under.
         heartbeat_interval_s / heartbeat_liveness: our heartbeat period, and missed beats before
             the sink counts as gone.
@@ -106,44 +65,40 @@ class Worker:
             the GPU path: there one pass of 4 costs little more than one of 1).
     """
 
-    def __init__(self, model: SegmentationModel, *, connect: list[str] = (), bind: list[str] = (),
-                 capacity: int = DEFAULT_CAPACITY, curve: CurveKeys | None = None, insecure: bool = False,
-                 compose_network: bool = False, replica_id: str | None = None,
+    def __init__(self, model: SegmentationModel, *, sinks: Sinks | None = None, connect: list[str] = (),
+                 bind: list[str] = (), capacity: int = DEFAULT_CAPACITY, curve: CurveKeys | None = None,
+                 insecure: bool = False, compose_network: bool = False, replica_id: str | None = None,
                  heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S, heartbeat_liveness: int = HEARTBEAT_LIVENESS,
                  test_delay_ms: float = 0.0, health_file: str | None = None, device: str = "cpu",
                  batch: bool = False) -> None:
-        if not 1 <= capacity <= MAX_CAPACITY:
-            raise TransportError(f"--capacity {capacity} is out of range: use 1..{MAX_CAPACITY} "
-                                 f"(default {DEFAULT_CAPACITY})")
-        if not connect and not bind:
-            raise TransportError(f"no sink to serve: give --connect {DEFAULT_CONNECT} or --bind tcp://*:5556")
-        check_links(connect=connect, bind=bind, curve=curve, insecure=insecure, compose_network=compose_network)
+        check_capacity(capacity)
+        if sinks is None:
+            sinks = check_sinks(connect, bind, curve=curve, insecure=insecure, compose_network=compose_network)
         self.model = model
         self.spec: InputSpec = model.input_spec
         self.capacity = capacity
         self.device = device
         self.batch = batch and capacity > 1 and hasattr(model, "segment_batch")
-        self.curve = curve
-        self.insecure = insecure
-        self.compose_network = compose_network
+        self.curve = sinks.curve
+        self.insecure = sinks.insecure
+        self.compose_network = sinks.compose_network
         self.replica_id = (replica_id or f"{socket.gethostname()}-{os.getpid()}")[:64]
         self._health = LivenessFile(health_file)   # container HEALTHCHECK: the loop is alive
         self.heartbeat_interval_s = heartbeat_interval_s
         self.heartbeat_liveness = heartbeat_liveness
         self.test_delay_s = max(0.0, test_delay_ms) / 1000.0
-        self.links = [Link(e, "connect") for e in connect] + [Link(e, "bind") for e in bind]
+        self.links = [Link(e, "connect") for e in sinks.connect] + [Link(e, "bind") for e in sinks.bind]
         self.counts = dict.fromkeys(("requests", "masks", "bad_messages", "busy", "failed", "reconnects",
                                      "batched_frames"), 0)
-        self.mean_inference_ms = 0.0
         self._context = zmq.Context()
-        self._jobs: queue.Queue[_Job | None] = queue.Queue()
-        self._results: queue.SimpleQueue = queue.SimpleQueue()
         self._delayed: list = []
         self._tiebreak = itertools.count()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._warn = RateLimitedLog(logger)
+        self._inference = Inference(model, batch=self.batch, capacity=capacity, replica_id=self.replica_id,
+                                    counts=self.counts, warn=self._warn, wake=self._wake_w)
         self._draining = False
         self._outstanding = 0          # jobs queued, computing or held back, any session
         self._poller_key: tuple | None = None
@@ -168,6 +123,11 @@ class Worker:
         return protocol.encode(Hello(self.model_name, self.spec.width, self.spec.height, self.spec.resize,
                                      self.capacity, self.replica_id, round(self.heartbeat_interval_s * 1000),
                                      self.device))
+
+    @property
+    def mean_inference_ms(self) -> float:
+        """Moving mean of the model pass, in ms."""
+        return self._inference.mean_ms
 
     @property
     def model_name(self) -> str:
@@ -209,8 +169,7 @@ class Worker:
     # -- serving -------------------------------------------------------------------------------------
     def serve(self, stop: threading.Event) -> None:
         """Serve until `stop` is set; then say goodbye, finish frames in flight and close."""
-        inference = threading.Thread(target=self._infer_loop, name="holocam-inference", daemon=True)
-        inference.start()
+        self._inference.start()
         drain_deadline = None
         try:
             now = time.monotonic()
@@ -231,8 +190,7 @@ class Worker:
                     break
                 self._poll_once(now)
         finally:
-            self._jobs.put(None)
-            inference.join(timeout=DRAIN_TIMEOUT_S)
+            self._inference.stop(timeout_s=DRAIN_TIMEOUT_S)
             for link in self.links:
                 if link.sock is not None:
                     # give the goodbye time to leave, but only towards a sink that is there
@@ -384,69 +342,12 @@ class Worker:
             return
         link.in_flight.add(request.seq)
         self._outstanding += 1
-        self._jobs.put(_Job(link, link.generation, request, now))
-
-    # -- inference thread ----------------------------------------------------------------------------
-    def _infer_loop(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            jobs = [job]
-            while self.batch and len(jobs) < self.capacity:   # frames already waiting join this pass
-                try:
-                    more = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    self._jobs.put(None)   # stop after this pass
-                    break
-                jobs.append(more)
-            for done in self._infer(jobs):
-                self._results.put(done)
-            try:
-                self._wake_w.send(b"\0")
-            except (BlockingIOError, OSError):
-                pass
-
-    def _infer(self, jobs: list[_Job]) -> list[tuple[_Job, bytes, bool]]:
-        """Masks (or error replies) for `jobs`: one model pass for all when batching, else one each."""
-        out, ready = [], []
-        for job in jobs:
-            try:
-                ready.append((job, protocol.request_pixels(job.request)))
-            except ProtocolError as exc:
-                out.append((job, protocol.encode(Error(ERR_BAD_REQUEST, str(exc)[:MAX_TEXT], job.request.seq)), False))
-                self._warn.warning("decode", "W: frame %d: %s", job.request.seq, exc)
-        groups = [ready] if self.batch and len(ready) > 1 else [[item] for item in ready]
-        for group in groups:
-            try:
-                started = time.perf_counter()
-                if len(group) > 1:
-                    masks = self.model.segment_batch([rgb for _, rgb in group])
-                    self.counts["batched_frames"] += len(group)   # read by tests and logs only
-                else:
-                    masks = [self.model.segment(group[0][1])]
-                inference_ms = (time.perf_counter() - started) * 1000.0   # the pass, as each frame waited it
-                for (job, rgb), mask in zip(group, masks):
-                    if mask.dtype != np.uint8 or mask.shape != rgb.shape[:2]:
-                        raise ModelError(f"model returned {mask.dtype} {mask.shape} for a {rgb.shape[:2]} frame")
-                    encoding = "png" if job.request.encoding == "jpeg" else "raw"
-                    out.append((job, protocol.encode_mask(mask, job.request.seq, inference_ms, self.replica_id,
-                                                          encoding=encoding), True))
-                self.mean_inference_ms += (inference_ms - self.mean_inference_ms) * 0.05
-            except Exception as exc:  # one bad frame must not take the replica down; say what happened
-                for job, _ in group:
-                    out.append((job, protocol.encode(Error(ERR_BAD_REQUEST, f"inference failed: {exc}"[:MAX_TEXT],
-                                                           job.request.seq)), False))
-                self._warn.error("inference", "E: inference failed on frame(s) %s: %r",
-                                 [job.request.seq for job, _ in group], exc)
-        return out
+        self._inference.jobs.put(Job(link, link.generation, request, now))
 
     def _collect_results(self, now: float) -> None:
         while True:
             try:
-                job, payload, ok = self._results.get_nowait()
+                job, payload, ok = self._inference.results.get_nowait()
             except queue.Empty:
                 return
             self.counts["masks" if ok else "failed"] += 1
@@ -461,126 +362,10 @@ class Worker:
             _, _, job, payload = heapq.heappop(self._delayed)
             self._deliver(job, payload)
 
-    def _deliver(self, job: _Job, payload: bytes) -> None:
+    def _deliver(self, job: Job, payload: bytes) -> None:
         self._outstanding -= 1
         link = job.link
         if job.generation != link.generation or link.sock is None:
             return    # that session is gone; the sink has given the frame up already
         link.in_flight.discard(job.request.seq)
         link.sock.send(payload)
-
-
-# -- command line ------------------------------------------------------------------------------------
-
-def _env_list(name: str) -> list[str] | None:
-    value = os.environ.get(name, "").strip()
-    return [v.strip() for v in value.split(",") if v.strip()] or None
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The `serve` subcommand's options (environment defaults in brackets)."""
-    net = parser.add_argument_group("sinks")
-    net.add_argument("--connect", action="append", metavar="ENDPOINT",
-                     help=f"a sink to join, repeatable [HOLOCAM_CONNECT, comma-separated] "
-                          f"(default {DEFAULT_CONNECT} unless --bind is given)")
-    net.add_argument("--bind", action="append", metavar="ENDPOINT",
-                     help="listen here for a sink that connects (its --segmenter tcp://HOST:PORT), "
-                          "repeatable [HOLOCAM_BIND]")
-    net.add_argument("--capacity", type=int, default=DEFAULT_CAPACITY,
-                     help=f"frames in flight per sink (default {DEFAULT_CAPACITY}: lowest latency; "
-                          f"2 hides transfer time on a slow link)")
-    net.add_argument("--replica-id", default=None, help="name in the sink's logs (default HOSTNAME-PID)")
-    sec = parser.add_argument_group("security")
-    sec.add_argument("--curve-dir", default=os.environ.get("HOLOCAM_CURVE_DIR") or None,
-                     help="keys folder from `python -m shared.keys DIR` (make keys); encrypts every link "
-                          "[HOLOCAM_CURVE_DIR]")
-    sec.add_argument("--curve-name", default=DEFAULT_REPLICA_KEY_NAME,
-                     help="which key pair in --curve-dir is ours (default segmenter)")
-    sec.add_argument("--curve-secret", default=None, metavar="FILE", help="our key pair file (overrides --curve-name)")
-    sec.add_argument("--sink-key", default=None, metavar="FILE",
-                     help="the sink's public key file (default DIR/sink.key)")
-    sec.add_argument("--insecure", action="store_true",
-                     help="allow plain text beyond loopback and the compose network (logs a warning)")
-    sec.add_argument("--compose-network", action="store_true", default=compose_network_from_env(),
-                     help="running on a compose network: plain text to service names is fine "
-                          "[HOLOCAM_COMPOSE_NETWORK=1]")
-    mod = parser.add_argument_group("model")
-    mod.add_argument("--model", default=DEFAULT_MODEL, choices=MODEL_NAMES)
-    mod.add_argument("--weights", default=None, help="weights file (required for icnet-resnet18)")
-    mod.add_argument("--cache-dir", default=None, help="weights cache (default $HOLOCAM_CACHE_DIR or ~/.cache/holocam)")
-    mod.add_argument("--threads", type=int, default=1, help="torch threads (default 1: scale with replicas)")
-    mod.add_argument("--device", default=os.environ.get("HOLOCAM_SEGMENTER_DEVICE") or "auto",
-                     help="auto (CUDA when torch sees a GPU, else the CPU), cpu, cuda or cuda:N "
-                          "[HOLOCAM_SEGMENTER_DEVICE]")
-    mod.add_argument("--precision", choices=("auto", "fp32", "fp16"), default="auto",
-                     help="on a GPU: auto = fp16 where its masks keep parity with fp32 (checked at start)")
-    parser.add_argument("--health-file", default=None,
-                        help="file the serving loop touches every second (container healthcheck)")
-    parser.add_argument("--test-delay-ms", type=float, default=0.0,
-                        help="testing only: hold every reply back this long (simulates a slow link)")
-
-
-def create_model_threads(threads: int) -> None:
-    if threads < 1:
-        raise ModelError(f"--threads must be at least 1, got {threads}")
-    import torch
-    torch.set_num_threads(threads)
-
-
-def _curve_from_args(args: argparse.Namespace) -> CurveKeys | None:
-    if not (args.curve_dir or args.curve_secret):
-        return None
-    if args.curve_secret and not args.sink_key and not args.curve_dir:
-        raise TransportError("--curve-secret needs the sink's public key too: add --sink-key FILE or --curve-dir DIR")
-    return replica_keys(args.curve_dir or ".", name=args.curve_name, secret_file=args.curve_secret,
-                        sink_key_file=args.sink_key)
-
-
-def run(args: argparse.Namespace) -> int:
-    """Build the model and serve until SIGTERM/SIGINT; user errors -> one line on stderr, exit 2."""
-    try:
-        connect = args.connect or _env_list("HOLOCAM_CONNECT") or []
-        bind = args.bind or _env_list("HOLOCAM_BIND") or []
-        if not connect and not bind:
-            connect = [DEFAULT_CONNECT]
-        if not 1 <= args.capacity <= MAX_CAPACITY:
-            raise TransportError(f"--capacity {args.capacity} is out of range: use 1..{MAX_CAPACITY} "
-                                 f"(default {DEFAULT_CAPACITY})")
-        curve = _curve_from_args(args)
-        # Endpoints, keys and numbers fail before the (slow) model load.
-        check_links(connect=connect, bind=bind, curve=curve, insecure=args.insecure,
-                    compose_network=args.compose_network)
-        device = resolve_device(args.device)   # one line naming the fix, before the slow model load
-        if device.type == "cpu":   # the CPU's own fastest path (traced graph, fused kernels)
-            model = create_model(args.model, weights=args.weights, cache_dir=args.cache_dir, threads=args.threads)
-            device_name = "cpu"
-        else:
-            create_model_threads(args.threads)
-            model = load_device_model(args.model, device, weights=args.weights, cache_dir=args.cache_dir,
-                                      precision=args.precision)
-            device_name = model.device_name
-        spec = model.input_spec
-        model.segment(np.zeros((spec.height, spec.width, 3), np.uint8))   # warm-up: first call is slow
-        worker = Worker(model, connect=connect, bind=bind, capacity=args.capacity, curve=curve,
-                        insecure=args.insecure, compose_network=args.compose_network,
-                        replica_id=args.replica_id, test_delay_ms=args.test_delay_ms,
-                        health_file=args.health_file, device=device_name, batch=device.type != "cpu")
-    except (TransportError, WeightsError, ModelError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    stop = threading.Event()
-    previous = {}
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        try:
-            previous[signum] = signal.signal(signum, lambda *_: stop.set())
-        except ValueError:   # not the main thread (embedded use): the caller stops us
-            pass
-    try:
-        worker.serve(stop)
-    except TransportError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    return 0

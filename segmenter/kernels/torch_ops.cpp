@@ -72,6 +72,26 @@ void check_dense(const at::Tensor& t, const char* op, const char* name, int64_t 
               op, ": ", name, " must be a contiguous float32 CPU tensor with ", dim, " dims, got ", t.sizes());
 }
 
+// Output rows [0, out_h) split over torch's threads; `run(rows)` computes the rows its shape names.
+template <typename Shape, typename Run>
+void parallel_rows(const Shape& shape, int64_t out_h, int64_t row_values, Run run) {
+  at::parallel_for(0, out_h, grain_rows(row_values), [&](int64_t begin, int64_t end) {
+    Shape rows = shape;
+    rows.row_begin = (int)begin;
+    rows.row_end = (int)end;
+    run(rows);
+  });
+}
+
+// The optional residual added before the store: checked against the output y; nullptr without one.
+const float* residual_data(const std::optional<at::Tensor>& residual, const at::Tensor& y, const char* op) {
+  if (!residual.has_value()) return nullptr;
+  check_nhwc(*residual, op, "residual");
+  TORCH_CHECK(residual->sizes() == y.sizes(), op, ": residual ", residual->sizes(), " is not the output's shape ",
+              y.sizes());
+  return residual->const_data_ptr<float>();
+}
+
 at::Tensor depthwise(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, int64_t stride,
                      int64_t pad_top, int64_t pad_left, int64_t out_h, int64_t out_w, int64_t act,
                      const std::optional<at::Tensor>& residual) {
@@ -85,23 +105,13 @@ at::Tensor depthwise(const at::Tensor& x, const at::Tensor& w, const at::Tensor&
               "holocam::depthwise: stride, padding or output size out of range");
   TORCH_CHECK(act >= kNone && act <= kHardSwish, "holocam::depthwise: unknown activation ", act);
   at::Tensor y = at::empty({1, c, out_h, out_w}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
-  const float* r = nullptr;
-  if (residual.has_value()) {
-    check_nhwc(*residual, "holocam::depthwise", "residual");
-    TORCH_CHECK(residual->sizes() == y.sizes(), "holocam::depthwise: residual ", residual->sizes(),
-                " is not the output's shape ", y.sizes());
-    r = residual->const_data_ptr<float>();
-  }
+  const float* r = residual_data(residual, y, "holocam::depthwise");
   const DepthwiseShape shape{(int)x.size(2), (int)x.size(3), (int)c, (int)w.size(0), (int)w.size(1), (int)stride,
                              (int)pad_top, (int)pad_left, (int)out_h, (int)out_w, 0, (int)out_h};
   const float *xp = x.const_data_ptr<float>(), *wp = w.const_data_ptr<float>(), *bp = b.const_data_ptr<float>();
   float* yp = y.mutable_data_ptr<float>();
-  at::parallel_for(0, out_h, grain_rows(out_w * c), [&](int64_t begin, int64_t end) {
-    DepthwiseShape rows = shape;
-    rows.row_begin = (int)begin;
-    rows.row_end = (int)end;
-    kernels().depthwise(xp, wp, bp, r, yp, rows, (int)act);
-  });
+  parallel_rows(shape, out_h, out_w * c,
+                [&](const DepthwiseShape& rows) { kernels().depthwise(xp, wp, bp, r, yp, rows, (int)act); });
   return y;
 }
 
@@ -139,12 +149,8 @@ at::Tensor conv_u8(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b
                          (int)cout, (int)pad_top, (int)pad_left, (int)out_h, (int)out_w, 0, (int)out_h};
   const float *xp = frame.const_data_ptr<float>(), *wp = w.const_data_ptr<float>(), *bp = b.const_data_ptr<float>();
   float* yp = y.mutable_data_ptr<float>();
-  at::parallel_for(0, out_h, grain_rows(out_w * cout), [&](int64_t begin, int64_t end) {
-    DenseShape rows = shape;
-    rows.row_begin = (int)begin;
-    rows.row_end = (int)end;
-    kernels().conv_u8(xp, wp, bp, yp, rows, (int)act);
-  });
+  parallel_rows(shape, out_h, out_w * cout,
+                [&](const DenseShape& rows) { kernels().conv_u8(xp, wp, bp, yp, rows, (int)act); });
   return y;
 }
 
@@ -159,13 +165,7 @@ at::Tensor pointwise(const at::Tensor& x, const at::Tensor& w, const at::Tensor&
   TORCH_CHECK(act >= kNone && act <= kHardSwish, "holocam::pointwise: unknown activation ", act);
   at::Tensor y = at::empty({1, n_out, x.size(2), x.size(3)},
                            x.options().memory_format(at::MemoryFormat::ChannelsLast));
-  const float* r = nullptr;
-  if (residual.has_value()) {
-    check_nhwc(*residual, "holocam::pointwise", "residual");
-    TORCH_CHECK(residual->sizes() == y.sizes(), "holocam::pointwise: residual ", residual->sizes(),
-                " is not the output's shape ", y.sizes());
-    r = residual->const_data_ptr<float>();
-  }
+  const float* r = residual_data(residual, y, "holocam::pointwise");
   const float *xp = x.const_data_ptr<float>(), *wp = w.const_data_ptr<float>(), *bp = b.const_data_ptr<float>();
   float* yp = y.mutable_data_ptr<float>();
   at::parallel_for(0, x.size(2) * x.size(3), grain_rows(n_out), [&](int64_t begin, int64_t end) {

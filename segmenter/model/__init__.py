@@ -1,21 +1,40 @@
 """Segmentation models by name: `create_model("selfie")`.
 
-Each model lives in its own module and is imported only when chosen, so a segmenter that runs
-the selfie models never imports the ICNet code and vice versa.
+Each model registers its loader in `MODELS` (model/base.py) in its own file. The model modules
+are imported on the first `create_model` or `MODEL_NAMES`, not with this package: the sink's
+doctor reads DEFAULT_MODEL without paying for torch. Adding a model: a module that registers
+its loader, named in `_MODEL_MODULES`.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 
-from .base import InputSpec, SegmentationModel
+from .base import MODELS, InputSpec, ModelError, SegmentationModel
 
-MODEL_NAMES = ("selfie", "selfie-landscape", "icnet-resnet18")
 DEFAULT_MODEL = "selfie"
+_MODEL_MODULES = ("selfie", "icnet")   # in the order `--model` lists their models
 
 
-class ModelError(RuntimeError):
-    """A model that cannot be built from what the user gave; one line that names the fix."""
+def _models() -> dict:
+    for module in _MODEL_MODULES:
+        importlib.import_module(f"{__name__}.{module}")   # registers its models (once: imports are cached)
+    return MODELS
+
+
+def __getattr__(name: str):
+    if name == "MODEL_NAMES":   # the registered names, for --model choices
+        return tuple(_models())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def set_threads(threads: int) -> None:
+    """torch's intra-op threads for every model in this process (--threads)."""
+    if threads < 1:
+        raise ModelError(f"--threads must be at least 1, got {threads}")
+    import torch
+    torch.set_num_threads(threads)
 
 
 def create_model(name: str, *, weights: str | os.PathLike | None = None,
@@ -32,17 +51,10 @@ def create_model(name: str, *, weights: str | os.PathLike | None = None,
         fast: the traced/frozen fast path; False gives the plain eager module (benchmarks).
     """
     if threads is not None:
-        if threads < 1:
-            raise ModelError(f"--threads must be at least 1, got {threads}")
-        import torch
-        torch.set_num_threads(threads)
-    if name in ("selfie", "selfie-landscape"):
-        from .selfie import load_selfie
-        return load_selfie(name, weights=weights, cache_dir=cache_dir, fast=fast)
-    if name == "icnet-resnet18":
-        from .icnet import load_icnet
-        return load_icnet(weights=weights, fast=fast)
-    raise ModelError(f"unknown model {name!r}: choose one of {', '.join(MODEL_NAMES)}")
+        set_threads(threads)
+    load = _models().get_or_raise(name)
+    return load(name, weights=weights, cache_dir=cache_dir, fast=fast)
 
 
-__all__ = ["MODEL_NAMES", "DEFAULT_MODEL", "InputSpec", "ModelError", "SegmentationModel", "create_model"]
+__all__ = ["MODEL_NAMES", "DEFAULT_MODEL", "InputSpec", "ModelError", "SegmentationModel", "create_model",
+           "set_threads"]

@@ -9,7 +9,8 @@ to 320 (the sink does that, `InputSpec(320, 320, "fit")`), zero padding split ev
 unpadded area, and softmax channel 1 is the person probability. The result is a uint8 mask like
 the selfie models', so the sink cannot tell the difference.
 
-Checkpoints load with `strict=True`: a file that does not match is one error naming the keys.
+Checkpoints load with `strict=True` (reading them: checkpoint.py): a file that does not match is
+one error naming the keys.
 Architecture after thuyngch/Human-Segmentation-PyTorch (MIT), models/ICNet.py.
 """
 
@@ -18,10 +19,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import pickle
-import types
 from collections import OrderedDict
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from .base import InputSpec, SegmentationModel
+from .base import MODELS, InputSpec, ModelError, SegmentationModel
+from .checkpoint import check_state_dict, first_line, read_state_dict
 from .resnet_backbone import ResNet18Backbone
 
 logger = logging.getLogger(__name__)
@@ -43,7 +42,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 PYRAMID_BINS = (1, 2, 3, 6)          # pyramid pooling grid sizes
 BRANCH_CHANNELS = 128                # width of both cascade feature fusion outputs
-KEY_LIST_LIMIT = 6                   # key names shown per kind in a mismatch error
 
 
 def _upsample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -157,11 +155,6 @@ def pad_offsets(height: int, width: int, size: int = INPUT_SIZE) -> tuple[int, i
     return (size - height) // 2, (size - width) // 2
 
 
-def _model_error(message: str) -> Exception:
-    from . import ModelError  # lazy: the package imports this module only on demand
-    return ModelError(message)
-
-
 class ICNetSegmentation(SegmentationModel):
     """ICNet-ResNet18 person masks at 320 (longer side), with the seed repo's padding recipe.
 
@@ -222,14 +215,14 @@ def _check_frame(rgb: Any) -> tuple[int, int]:
           and max(rgb.shape[:2]) == INPUT_SIZE and min(rgb.shape[:2]) >= 1)
     if not ok:
         got = f"{rgb.dtype} {rgb.shape}" if isinstance(rgb, np.ndarray) else type(rgb).__name__
-        raise _model_error(f"icnet-resnet18 takes RGB uint8 (h, w, 3) with max(h, w) == {INPUT_SIZE}, "
+        raise ModelError(f"icnet-resnet18 takes RGB uint8 (h, w, 3) with max(h, w) == {INPUT_SIZE}, "
                            f"got {got}: prepare frames with shared.resize.prepare_input(frame, model.input_spec)")
     return rgb.shape[0], rgb.shape[1]
 
 
 class _MaxPool2x2(nn.Module):
     """2x2 stride-2 max pooling as the max of four strided views: same values, and on CPU about
-    10x faster than max_pool2d on NCHW tensors (2.3 ms -> 0.25 ms for the backbone's 64x80x80)."""
+    10x faster than max_pool2d on NCHW tensors (docs/model-performance.md)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2  # floor, as max_pool2d does
@@ -301,22 +294,22 @@ def random_icnet(seed: int = 0) -> ICNet:
     return network
 
 
-# ---------------------------------------------------------------------------------------------
-# Loading the user's checkpoint
-# ---------------------------------------------------------------------------------------------
-
-def load_icnet(weights: str | os.PathLike | None = None, fast: bool = True) -> ICNetSegmentation:
+@MODELS.register(ICNetSegmentation.KEY)
+def load_icnet(name: str = ICNetSegmentation.KEY, *, weights: str | os.PathLike | None = None,
+               cache_dir: str | os.PathLike | None = None, fast: bool = True) -> ICNetSegmentation:
     """The icnet-resnet18 model with the user's checkpoint, loaded with `strict=True`.
 
     Args:
+        name: "icnet-resnet18" (the registry passes it; there is one ICNet model).
         weights: `ICNet_ResNet18.pth` from Human-Segmentation-PyTorch (its trainer's checkpoint
             dict with a 'state_dict' entry), or a plain state_dict of the same network.
+        cache_dir: unused: the checkpoint is the user's own file, never in the weights cache.
         fast: the fast inference copy (see `fast_copy`); False keeps the eager module.
     Raises:
         ModelError: no file given, unreadable/corrupt file, or weights that do not match.
     """
     if weights is None:
-        raise _model_error("icnet-resnet18 needs --weights PATH to your ICNet_ResNet18.pth")
+        raise ModelError("icnet-resnet18 needs --weights PATH to your ICNet_ResNet18.pth")
     path = Path(weights)
     state_dict = read_state_dict(path)
     network = ICNet()
@@ -324,124 +317,6 @@ def load_icnet(weights: str | os.PathLike | None = None, fast: bool = True) -> I
     try:
         network.load_state_dict(state_dict, strict=True)
     except RuntimeError as exc:  # e.g. a dtype that cannot be copied; the check above covers names and shapes
-        raise _model_error(f"{path} does not load into icnet-resnet18: {_first_line(exc)}") from None
+        raise ModelError(f"{path} does not load into icnet-resnet18: {first_line(exc)}") from None
     logger.info("loaded icnet-resnet18 weights from %s (%d tensors)", path, len(state_dict))
     return ICNetSegmentation(network, fast=fast)
-
-
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """The state_dict inside a checkpoint file, `module.` prefix (DataParallel) removed."""
-    if not path.is_file():
-        raise _model_error(f"{path} does not exist: give --weights the path of your ICNet_ResNet18.pth")
-    checkpoint = _load_checkpoint(path)
-    state_dict, found = checkpoint, _describe(checkpoint)
-    if isinstance(checkpoint, Mapping) and "state_dict" in checkpoint:
-        state_dict = checkpoint["state_dict"]  # the repo trainer's layout
-        found = f"a 'state_dict' entry that is {_describe(state_dict)}"
-    if not (isinstance(state_dict, Mapping) and state_dict
-            and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state_dict.items())):
-        raise _model_error(f"{path} holds {found}, not a state_dict: give --weights a checkpoint with a "
-                           f"'state_dict' entry (as Human-Segmentation-PyTorch saves) or a plain state_dict")
-    if all(k.startswith("module.") for k in state_dict):
-        state_dict = {k[len("module."):]: v for k, v in state_dict.items()}
-    return dict(state_dict)
-
-
-def _describe(obj: Any) -> str:
-    if not isinstance(obj, Mapping):
-        return f"a {type(obj).__name__}"
-    if not obj:
-        return "an empty dict"
-    odd = [f"{k}: {type(v).__name__}" for k, v in obj.items() if not isinstance(v, torch.Tensor)]
-    if len(odd) < len(obj):  # mostly tensors: name the entries that are not
-        return f"a dict with non-tensor entries ({_some(odd)})"
-    return f"a dict with keys {_some([str(k) for k in obj])}"
-
-
-class _StandIn:
-    """Takes the place of a pickled object whose class is not importable here (the repo's logger)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def __setstate__(self, state: Any) -> None:
-        pass
-
-
-def _tolerant_pickle_module(missing: list[str]) -> types.ModuleType:
-    """A pickle module for torch.load that replaces unimportable classes with `_StandIn`.
-
-    The repo's checkpoints pickle its `utils.logger.Logger`, which does not exist outside a
-    checkout of that repo; the weights do not depend on it.
-    """
-
-    class Unpickler(pickle.Unpickler):
-        def find_class(self, module: str, name: str) -> Any:
-            try:
-                return super().find_class(module, name)
-            except (ImportError, AttributeError):
-                missing.append(f"{module}.{name}")
-                return type(name, (_StandIn,), {"__module__": module})
-
-    tolerant = types.ModuleType("holocam_tolerant_pickle")
-    tolerant.Unpickler = Unpickler  # type: ignore[attr-defined]
-    tolerant.load = lambda file, **kwargs: Unpickler(file, **kwargs).load()  # type: ignore[attr-defined]
-    return tolerant
-
-
-def _load_checkpoint(path: Path) -> Any:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        pass  # refused: the file pickles more than tensors (the repo's trainer pickles its logger)
-    except Exception as exc:
-        raise _corrupt(path, exc) from None
-    # Full unpickling can run code from the file; we do it only for the file the user named.
-    missing: list[str] = []
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False,
-                                pickle_module=_tolerant_pickle_module(missing))
-    except Exception as exc:
-        raise _corrupt(path, exc) from None
-    skipped = f" (skipped unimportable {', '.join(sorted(set(missing)))})" if missing else ""
-    logger.warning("%s pickles Python objects besides the weights%s: loaded it with weights_only=False "
-                   "because you named this file; re-save it once as a plain state_dict to load it safely: "
-                   "python -c \"from segmenter.model.icnet import save_state_dict; "
-                   "save_state_dict('%s', 'ICNet_ResNet18.sd.pth')\"", path, skipped, path)
-    return checkpoint
-
-
-def save_state_dict(src: str | os.PathLike, dst: str | os.PathLike) -> None:
-    """Re-save a checkpoint's weights as a plain state_dict, which loads with weights_only=True."""
-    torch.save(read_state_dict(Path(src)), Path(dst))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _corrupt(path: Path, exc: BaseException) -> Exception:
-    # first sentence only: torch's zip errors go on about miniz internals
-    reason = _first_line(exc).split(". ")[0] if not isinstance(exc, EOFError) else "unexpected end of file"
-    return _model_error(f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}: {reason[:160]}): "
-                        f"the file looks truncated or corrupt, download ICNet_ResNet18.pth again")
-
-
-def check_state_dict(network: nn.Module, state_dict: Mapping[str, torch.Tensor], path: Path) -> None:
-    """Raise one ModelError naming missing, unexpected and wrong-shaped keys, if there are any."""
-    expected = network.state_dict()
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    wrong_shape = [f"{k} {list(state_dict[k].shape)} != {list(v.shape)}" for k, v in expected.items()
-                   if k in state_dict and state_dict[k].shape != v.shape]
-    problems = [f"{label} {len(keys)} key(s): {_some(keys)}" for label, keys in
-                (("missing", missing), ("unexpected", unexpected), ("wrong shape in", wrong_shape)) if keys]
-    if problems:
-        raise _model_error(f"{path} does not match icnet-resnet18 (ICNet, ResNet18 backbone): {'; '.join(problems)}; "
-                           f"give --weights the ICNet_ResNet18.pth of Human-Segmentation-PyTorch")
-
-
-def _some(keys: list[str]) -> str:
-    shown = ", ".join(keys[:KEY_LIST_LIMIT])
-    return shown + (f" (+{len(keys) - KEY_LIST_LIMIT} more)" if len(keys) > KEY_LIST_LIMIT else "")

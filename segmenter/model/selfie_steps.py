@@ -252,8 +252,7 @@ def upsample_after(pointwise: Pointwise, resize: "Resize | None") -> bool:
     A bilinear output pixel is a weighted mean of input pixels (weights sum to 1) and a 1x1 conv
     without activation is affine per pixel, so both orders give the same map; the conv then runs
     on the small map (4x fewer pixels for 2x upsampling), and the resize moves the conv's
-    channels, fewer than its input's in these models. Measured: the three decoder upsamplings of
-    the general model ~0.25 ms -> ~0.1 ms a frame.
+    channels, fewer than its input's in these models (figures: docs/model-performance.md).
     """
     return resize is not None and not pointwise.has_activation and not pointwise.on_vector
 
@@ -311,9 +310,9 @@ class TransposeConvSigmoid(nn.Module):
     """Convolution2DTransposeBias (kernel == stride) -> LOGISTIC as one GEMM for all taps.
 
     The product is taken as weights @ pixels^T: an output only s*s*o (= 4) wide is a slow GEMM
-    shape (measured 229 us for pixels @ weights^T at 128x128x16 -> 4), while the transposed
-    problem, 16384 wide, takes 57 us. One permute copy then interleaves the planar taps
-    (ky, kx) into output rows and columns.
+    shape, while the transposed problem is 16384 wide, about 4x faster (figures:
+    docs/model-performance.md). One permute copy then interleaves the planar taps (ky, kx) into
+    output rows and columns.
     """
 
     def __init__(self, weight: np.ndarray, bias: np.ndarray, stride: int) -> None:

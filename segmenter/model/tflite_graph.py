@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from . import ModelError
+from .base import ModelError
 
 logger = logging.getLogger(__name__)
 

@@ -88,7 +88,7 @@ def test_a_batch_gives_the_masks_of_single_passes(device_model, photos):
 
 def test_every_tensor_of_the_net_follows_the_device():
     # The meta device holds no data: any weight left behind on the CPU would make the forward fail.
-    from segmenter.model.selfie import SelfieNet
+    from segmenter.model.selfie_net import SelfieNet
     from segmenter.model.tflite_graph import read_tflite
     from segmenter.weights import weights_path
 

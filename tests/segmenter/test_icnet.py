@@ -23,8 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from segmenter.model import InputSpec, ModelError, create_model
+from segmenter.model.checkpoint import save_state_dict
 from segmenter.model.icnet import (IMAGENET_MEAN, IMAGENET_STD, INPUT_SIZE, ICNet, ICNetSegmentation,
-                                   fast_copy, pad_offsets, random_icnet, save_state_dict)
+                                   fast_copy, pad_offsets, random_icnet)
 from shared.resize import prepare_input
 
 KEYS_FILE = Path(__file__).resolve().parents[3] / "shared" / "data" / "icnet_resnet18_keys.txt"

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from segmenter.kernels import ACTIVATIONS, load
 from segmenter.kernels.build import build_key, library_path
-from segmenter.model.selfie import _same_padding
+from segmenter.model.selfie_net import _same_padding
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -18,7 +18,8 @@ import skimage.data
 
 from segmenter.kernels import load as load_kernels
 from segmenter.model import ModelError, create_model
-from segmenter.model.selfie import SELFIE_SPECS, SelfieNet, SelfieSegmentation, load_selfie
+from segmenter.model.selfie import SELFIE_SPECS, SelfieSegmentation, load_selfie
+from segmenter.model.selfie_net import SelfieNet
 from segmenter.model.selfie_steps import (DepthwiseKernel, FrameConvKernel, GatedPointwise, Resize,
                                           SqueezeExciteKernel)
 from segmenter.model.tflite_graph import TRANSPOSE_CONV_BIAS, read_tflite
