@@ -22,9 +22,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from typing import Callable
 
+from shared.cli import run_command
 from shared.protocol import FRAME_ENCODINGS
 
 from .config import NO_MASK_MODES, PACING_POLICIES, SEGMENTING_MODES, V4L2_FORMATS, SinkConfig
@@ -203,23 +203,21 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import USER_ERRORS
     from .settings_file import explicit_flags
     args.explicit = explicit_flags(build_parser, argv)
-    try:
-        if args.command in ("install-service", "uninstall-service"):
-            from .service import main_install, main_uninstall
-            if args.command == "uninstall-service":
-                return main_uninstall()
-            return main_install(args.run_args[1:] if args.run_args[:1] == ["--"] else args.run_args)
-        if args.command == "doctor":
-            from .doctor import run_doctor
-            loaded = load_from_args(args)
-            return run_doctor(loaded.config, timeout_s=args.timeout,
-                              want_camera_output=loaded.sources.get("outputs") == "default")
-        return run(args)
-    except USER_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    return run_command(lambda: _command(args), USER_ERRORS)
+
+
+def _command(args: argparse.Namespace) -> int:
+    if args.command in ("install-service", "uninstall-service"):
+        from .service import main_install, main_uninstall
+        if args.command == "uninstall-service":
+            return main_uninstall()
+        return main_install(args.run_args[1:] if args.run_args[:1] == ["--"] else args.run_args)
+    if args.command == "doctor":
+        from .doctor import run_doctor
+        loaded = load_from_args(args)
+        return run_doctor(loaded.config, timeout_s=args.timeout,
+                          want_camera_output=loaded.sources.get("outputs") == "default")
+    return run(args)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ import argparse
 import logging
 import sys
 
+from shared.cli import run_command
+
 from .weights import WeightsError, fetch_weights
 
 logger = logging.getLogger("segmenter")
@@ -83,20 +85,19 @@ def main(argv: list[str] | None = None) -> int:
     from .kernels.build import KernelBuildError
     from .mask_image import MaskImageError, run_mask
     from .model import ModelError
-    try:
-        if args.command == "weights":
-            return _run_weights(args)
-        if args.command == "kernels":
-            return _run_kernels(args)
-        if args.command == "mask":
-            return run_mask(args)
-        from .serve import run as run_serve
-        return run_serve(args)
-    except (WeightsError, ModelError, MaskImageError, KernelBuildError, KernelsUnavailable) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    errors = (WeightsError, ModelError, MaskImageError, KernelBuildError, KernelsUnavailable)
+    return run_command(lambda: _command(args, run_mask), errors)
+
+
+def _command(args: argparse.Namespace, run_mask) -> int:
+    if args.command == "weights":
+        return _run_weights(args)
+    if args.command == "kernels":
+        return _run_kernels(args)
+    if args.command == "mask":
+        return run_mask(args)
+    from .serve import run as run_serve
+    return run_serve(args)
 
 
 if __name__ == "__main__":

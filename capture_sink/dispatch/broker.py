@@ -48,17 +48,11 @@ class Broker:
                  compose_network: bool, heartbeat_interval_s: float, heartbeat_liveness: int,
                  request_timeout_s: float, mailbox: Mailbox, wake: socket.socket,
                  on_mask: Callable[[MaskResult], None] | None) -> None:
-        self._bind = bind
-        self._connect = connect
-        self._curve = curve
-        self._insecure = insecure
-        self._compose_network = compose_network
-        self.heartbeat_interval_s = heartbeat_interval_s
-        self.heartbeat_liveness = heartbeat_liveness
+        self._bind, self._connect, self._curve = bind, connect, curve
+        self._insecure, self._compose_network = insecure, compose_network
+        self.heartbeat_interval_s, self.heartbeat_liveness = heartbeat_interval_s, heartbeat_liveness
         self.request_timeout_s = request_timeout_s
-        self._mailbox = mailbox
-        self._wake = wake
-        self._on_mask = on_mask
+        self._mailbox, self._wake, self._on_mask = mailbox, wake, on_mask
         self.pool = ReplicaPool()
         self.spec: InputSpec | None = None       # from the first replica's hello
         self.model: str | None = None

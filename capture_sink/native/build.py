@@ -16,37 +16,26 @@ import hashlib
 import os
 import platform
 import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 from shared.cache import cache_dir
+from shared.native_build import (cached_build, find_compiler, per_level_objects, require_compiler, run_compiler,
+                                 variants)
 
 SOURCE = Path(__file__).resolve().parent / "frame_ops.c"
 LIBRARY_NAME = "libholocam_frame.so"
 COMPILER_ENV = "CC"
 
 _COMMON_FLAGS = ["-O3", "-std=c11", "-fPIC", "-fvisibility=hidden", "-Wall", "-Wextra", "-Werror"]
-X86_VARIANTS = [("avx512", "x86-64-v4"), ("avx2", "x86-64-v3"), ("generic", "x86-64")]
 
 
 class NativeBuildError(RuntimeError):
     """The native frame passes could not be compiled; the message names the fix."""
 
 
-def variants() -> list[tuple[str, str | None]]:
-    """(isa name, -march) of every build the library holds on this machine type."""
-    if platform.machine() in ("x86_64", "AMD64"):
-        return list(X86_VARIANTS)
-    return [("generic", None)]
-
-
 def compiler() -> str | None:
     """$CC, else gcc, else cc; None when there is none."""
-    for name in (os.environ.get(COMPILER_ENV), "gcc", "cc"):
-        if name and shutil.which(name):
-            return shutil.which(name)
-    return None
+    return find_compiler(COMPILER_ENV, ("gcc", "cc"))
 
 
 def build_key() -> str:
@@ -60,36 +49,26 @@ def library_path(cache: str | os.PathLike | None = None) -> Path:
 
 
 def _run(cmd: list[str]) -> None:
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if result.returncode != 0:
-        lines = (result.stderr or result.stdout).strip().splitlines()
-        reason = next((line for line in lines if "error" in line), lines[-1] if lines else "").strip()
-        raise NativeBuildError(f"compiling the sink's native frame passes failed ({reason or result.returncode}): "
-                               f"install a C compiler (apt install gcc) or run with HOLOCAM_SINK_NATIVE=0")
+    run_compiler(cmd, NativeBuildError, "the sink's native frame passes",
+                 "install a C compiler (apt install gcc) or run with HOLOCAM_SINK_NATIVE=0")
 
 
 def build(cache: str | os.PathLike | None = None, force: bool = False) -> Path:
     """Compile the library into the cache (unless it is there already); returns its path."""
-    target = library_path(cache)
-    if target.is_file() and not force:
-        return target
-    cc = compiler()
-    if cc is None:
-        raise NativeBuildError("no C compiler found to build the sink's native frame passes: install gcc "
-                               "(apt install gcc) or run with HOLOCAM_SINK_NATIVE=0")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="holocam-native-") as tmp:
-        objects = []
-        for isa, march in variants():
-            obj = str(Path(tmp) / f"frame_ops_{isa}.o")
-            arch = [f"-march={march}"] if march else []
-            _run([cc, *_COMMON_FLAGS, *arch, f"-DHOLOCAM_ISA={isa}", "-c", str(SOURCE), "-o", obj])
-            objects.append(obj)
-        partial = Path(tmp) / LIBRARY_NAME
-        _run([cc, "-shared", *objects, "-o", str(partial)])
-        shutil.copy2(partial, target.with_suffix(".tmp"))
-        os.replace(target.with_suffix(".tmp"), target)
+    target = cached_build(library_path(cache), force, _compile)
     for other in target.parent.parent.iterdir():   # builds of older sources
         if other != target.parent and (other / LIBRARY_NAME).is_file():
             shutil.rmtree(other, ignore_errors=True)
     return target
+
+
+def _compile(tmp: Path) -> Path:
+    cc = require_compiler(compiler(), NativeBuildError(
+        "no C compiler found to build the sink's native frame passes: install gcc (apt install gcc) "
+        "or run with HOLOCAM_SINK_NATIVE=0"))
+    jobs, objects = per_level_objects(cc, _COMMON_FLAGS, SOURCE, tmp)
+    for job in jobs:
+        _run(job)
+    library = tmp / LIBRARY_NAME
+    _run([cc, "-shared", *objects, "-o", str(library)])
+    return library

@@ -15,13 +15,14 @@ import hashlib
 import os
 import platform
 import shutil
-import subprocess
 import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
+
+from shared.native_build import (cached_build, find_compiler, per_level_objects, require_compiler, run_compiler,
+                                 variants)
 
 HERE = Path(__file__).resolve().parent
 KERNEL_SOURCE = HERE / "nhwc_kernels.cpp"
@@ -33,17 +34,10 @@ COMPILER_ENV = "CXX"
 # C++20: what torch 2.13's headers are written for (torch.utils.cpp_extension uses it too); g++ >= 10.
 _COMMON_FLAGS = ["-O3", "-std=c++20", "-fPIC", "-fvisibility=hidden", "-Wall", "-Wno-unused-function"]
 # (namespace, -march) per kernel build; x86-64 builds all three and picks at run time.
-_X86_VARIANTS = [("avx512", "x86-64-v4"), ("avx2", "x86-64-v3"), ("generic", "x86-64")]
 
 
 class KernelBuildError(RuntimeError):
     """The kernels could not be compiled; the message names the fix."""
-
-
-def _variants() -> list[tuple[str, str | None]]:
-    if platform.machine() in ("x86_64", "AMD64"):
-        return list(_X86_VARIANTS)
-    return [("generic", None)]
 
 
 def _torch_flags() -> tuple[list[str], list[str]]:
@@ -57,10 +51,7 @@ def _torch_flags() -> tuple[list[str], list[str]]:
 
 def compiler() -> str | None:
     """The C++ compiler to use ($CXX, else g++, else c++), or None when there is none."""
-    for name in (os.environ.get(COMPILER_ENV), "g++", "c++"):
-        if name and shutil.which(name):
-            return shutil.which(name)
-    return None
+    return find_compiler(COMPILER_ENV, ("g++", "c++"))
 
 
 def build_key() -> str:
@@ -68,7 +59,7 @@ def build_key() -> str:
     digest = hashlib.sha256()
     for path in (KERNEL_SOURCE, OPS_SOURCE, HEADER):
         digest.update(path.read_bytes())
-    digest.update(repr((_COMMON_FLAGS, _variants(), torch.__version__, torch.compiled_with_cxx11_abi(),
+    digest.update(repr((_COMMON_FLAGS, variants(), torch.__version__, torch.compiled_with_cxx11_abi(),
                         platform.machine(), sys.version_info[:2])).encode())
     return digest.hexdigest()[:16]
 
@@ -79,45 +70,32 @@ def library_path(cache: str | os.PathLike | None = None) -> Path:
 
 
 def _run(cmd: list[str]) -> None:
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if result.returncode != 0:
-        detail = (result.stderr or result.stdout).strip().splitlines()
-        first_error = next((line for line in detail if "error" in line), detail[-1] if detail else "")
-        reason = first_error.strip() or f"{Path(cmd[0]).name} exited with status {result.returncode}"
-        raise KernelBuildError(f"compiling the fused kernels failed ({reason}): install a C++20 "
-                               f"compiler (apt install g++) or run with HOLOCAM_KERNELS=0")
+    run_compiler(cmd, KernelBuildError, "the fused kernels",
+                 "install a C++20 compiler (apt install g++) or run with HOLOCAM_KERNELS=0")
 
 
 def build(cache: str | os.PathLike | None = None, force: bool = False) -> Path:
     """Compile the library into the cache (unless it is there already) and return its path."""
-    target = library_path(cache)
-    if target.is_file() and not force:
-        return target
-    cxx = compiler()
-    if cxx is None:
-        raise KernelBuildError("no C++ compiler found to build the fused kernels: install g++ "
-                               "(apt install g++) or run with HOLOCAM_KERNELS=0")
-    includes, libs = _torch_flags()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="holocam-kernels-") as tmp:
-        jobs, objects = [], []
-        for isa, march in _variants():
-            obj = Path(tmp) / f"nhwc_kernels_{isa}.o"
-            arch = [f"-march={march}"] if march else []
-            jobs.append([cxx, *_COMMON_FLAGS, *arch, f"-DHOLOCAM_ISA={isa}", "-c", str(KERNEL_SOURCE), "-o", str(obj)])
-            objects.append(str(obj))
-        ops_obj = Path(tmp) / "torch_ops.o"
-        x86 = ["-DHOLOCAM_X86_VARIANTS"] if len(_variants()) > 1 else []
-        jobs.append([cxx, *_COMMON_FLAGS, *includes, *x86, "-Wno-deprecated-declarations",
-                     "-c", str(OPS_SOURCE), "-o", str(ops_obj)])
-        with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
-            list(pool.map(_run, jobs))   # raises the first failure
-        partial = Path(tmp) / LIBRARY_NAME
-        _run([cxx, "-shared", *objects, str(ops_obj), *libs, "-o", str(partial)])
-        shutil.copy2(partial, target.with_suffix(".tmp"))
-        os.replace(target.with_suffix(".tmp"), target)
+    target = cached_build(library_path(cache), force, _compile)
     _remove_stale(target.parent)
     return target
+
+
+def _compile(tmp: Path) -> Path:
+    cxx = require_compiler(compiler(), KernelBuildError(
+        "no C++ compiler found to build the fused kernels: install g++ (apt install g++) "
+        "or run with HOLOCAM_KERNELS=0"))
+    includes, libs = _torch_flags()
+    jobs, objects = per_level_objects(cxx, _COMMON_FLAGS, KERNEL_SOURCE, tmp)
+    ops_obj = tmp / "torch_ops.o"
+    x86 = ["-DHOLOCAM_X86_VARIANTS"] if len(variants()) > 1 else []
+    jobs.append([cxx, *_COMMON_FLAGS, *includes, *x86, "-Wno-deprecated-declarations",
+                 "-c", str(OPS_SOURCE), "-o", str(ops_obj)])
+    with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
+        list(pool.map(_run, jobs))   # raises the first failure
+    library = tmp / LIBRARY_NAME
+    _run([cxx, "-shared", *objects, str(ops_obj), *libs, "-o", str(library)])
+    return library
 
 
 def _remove_stale(current: Path) -> None:
