@@ -168,7 +168,7 @@ def run(quick: bool = False, compile_too: bool = False) -> dict:
         torch.set_num_threads(default_threads)
     if compile_seconds:
         results["compile_seconds"] = compile_seconds
-    # The headline figure: fast path / LiteRT, general model, 1 thread (target <= 1.0).
+    # The headline figure: fast path / LiteRT, general model, 1 thread (target: bench/targets.py TORCH_OVER_LITERT).
     headline = next(case for case in results["cases"] if case["model"] == "selfie" and case["threads"] == 1)
     results["torch_over_litert"] = headline["ratio_fast_to_litert"]
     results["machine"]["load_average_end"] = os.getloadavg()
