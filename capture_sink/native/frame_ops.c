@@ -127,7 +127,9 @@ static void alpha_span(const uint8_t *restrict alpha, int width, int *x0, int *x
 /* The hologram of `frame` composited over `bg` through `alpha` into `out`; with `bg` NULL the
  * hologram alone (alpha unused). `lut` is the 256 x 3 BGR tint of each grey level; `weights`
  * holds three uint16 per output row, the weights (in 1/65536) of the tint at (y-s, x-s),
- * (y, x) and (y+s, x+s). Returns 0, or -1 when the width is out of range or memory is short. */
+ * (y, x) and (y+s, x+s). Only what the mask shows is computed: the tint of the rows and columns
+ * that output pixels with a mask above 0 read (the person's rows +-s, columns +-s); the rest of
+ * each row is a copy of the background. Returns 0, or -1 for a bad size or no memory. */
 int EXPORT(hc_hologram_composite)(const uint8_t *restrict frame, ptrdiff_t fstride, int height, int width,
                                   const uint8_t *restrict lut, int shift, const uint16_t *restrict weights,
                                   const uint8_t *restrict bg, ptrdiff_t bstride,
@@ -141,43 +143,61 @@ int EXPORT(hc_hologram_composite)(const uint8_t *restrict frame, ptrdiff_t fstri
     uint8_t *ring = calloc((size_t)(slots + 1) * row_bytes, 1);
     uint8_t *a3 = malloc((size_t)3 * (size_t)width);
     uint8_t *gray = malloc((size_t)width);
+    int32_t *spans = malloc(sizeof(int32_t) * 2 * (size_t)height);      /* x0, x1 of each row */
+    int32_t *shown = malloc(sizeof(int32_t) * ((size_t)height + 1));    /* rows with a span, prefix sums */
     uint32_t lut4[256];
-    if (ring == NULL || a3 == NULL || gray == NULL) {
-        free(ring), free(a3), free(gray);
+    if (ring == NULL || a3 == NULL || gray == NULL || spans == NULL || shown == NULL) {
+        free(ring), free(a3), free(gray), free(spans), free(shown);
         return -1;
     }
+    int cmin = width, cmax = 0;
+    shown[0] = 0;
+    for (int y = 0; y < height; y++) {
+        int x0 = 0, x1 = width;
+        if (bg != NULL) alpha_span(alpha + y * astride, width, &x0, &x1);
+        spans[2 * y] = x0, spans[2 * y + 1] = x1;
+        shown[y + 1] = shown[y] + (x1 > x0);
+        if (x1 > x0) {
+            cmin = x0 < cmin ? x0 : cmin;
+            cmax = x1 > cmax ? x1 : cmax;
+        }
+    }
+    cmin = cmin - shift > 0 ? cmin - shift : 0;                       /* the ghost reads +-s columns */
+    cmax = cmax + shift < width ? cmax + shift : width;
     const uint8_t *zero = ring + (size_t)slots * row_bytes;
     make_lut4(lut, lut4);
-    for (int r = 0; r < shift && r < height; r++) {
-        tint_row(frame + r * fstride, lut4, gray, ring + (size_t)(r % slots) * row_bytes + s3, width);
-    }
-    for (int y = 0; y < height; y++) {
-        if (y + shift < height) {
-            tint_row(frame + (y + shift) * fstride, lut4, gray,
-                     ring + (size_t)((y + shift) % slots) * row_bytes + s3, width);
+    for (int y = -shift; y < height; y++) {
+        int r = y + shift;                                             /* the tint row this step adds */
+        if (r < height && cmax > cmin) {
+            int lo = r - shift > 0 ? r - shift : 0, hi = r + shift + 1 < height ? r + shift + 1 : height;
+            if (shown[hi] - shown[lo] > 0) {                           /* some shown row reads it */
+                tint_row(frame + r * fstride + 3 * cmin, lut4, gray,
+                         ring + (size_t)(r % slots) * row_bytes + s3 + 3 * cmin, cmax - cmin);
+            }
         }
+        if (y < 0) continue;
+        const uint8_t *b = bg != NULL ? bg + y * bstride : NULL;
+        uint8_t *o = out + y * ostride;
+        const int x0 = spans[2 * y], x1 = spans[2 * y + 1];
+        if (b != NULL) {
+            memcpy(o, b, (size_t)3 * x0);                              /* mask 0: the background */
+            memcpy(o + 3 * x1, b + 3 * x1, (size_t)3 * (width - x1));
+        }
+        if (x1 <= x0) continue;
         const uint8_t *pa = y - shift >= 0 ? ring + (size_t)((y - shift) % slots) * row_bytes : zero;
         const uint8_t *pc = ring + (size_t)(y % slots) * row_bytes + s3;
         const uint8_t *pb = (y + shift < height ? ring + (size_t)((y + shift) % slots) * row_bytes : zero) + 2 * s3;
         const uint16_t *w = weights + 3 * y;
         const uint8_t *f = frame + y * fstride;
-        uint8_t *o = out + y * ostride;
-        if (bg == NULL) {
-            holo_row(f, pa, pc, pb, o, 3 * width, w[0], w[1], w[2]);
-            continue;
-        }
-        const uint8_t *b = bg + y * bstride;
-        int x0, x1;
-        alpha_span(alpha + y * astride, width, &x0, &x1);
-        memcpy(o, b, (size_t)3 * x0);                                      /* mask 0: background */
-        memcpy(o + 3 * x1, b + 3 * x1, (size_t)3 * (width - x1));
-        if (x1 > x0) {
+        const int i0 = 3 * x0, n = 3 * (x1 - x0);
+        if (b == NULL) {
+            holo_row(f + i0, pa + i0, pc + i0, pb + i0, o + i0, n, w[0], w[1], w[2]);
+        } else {
             spread_alpha(alpha + y * astride + x0, a3, x1 - x0);
-            int i0 = 3 * x0;
-            holo_blend_row(f + i0, pa + i0, pc + i0, pb + i0, b + i0, a3, o + i0, 3 * (x1 - x0), w[0], w[1], w[2]);
+            holo_blend_row(f + i0, pa + i0, pc + i0, pb + i0, b + i0, a3, o + i0, n, w[0], w[1], w[2]);
         }
     }
-    free(ring), free(a3), free(gray);
+    free(ring), free(a3), free(gray), free(spans), free(shown);
     return 0;
 }
 

@@ -43,9 +43,18 @@ def _scene(height: int, width: int, seed: int = 0):
 
 @pytest.mark.parametrize("isa", library.runnable_isas())
 @pytest.mark.parametrize("size", [(720, 1280), (241, 333)])   # odd sizes: tails of every loop
-def test_fused_hologram_matches_the_opencv_path(isa, size):
+@pytest.mark.parametrize("person", ["band", "ellipse", "corner", "nobody"])
+def test_fused_hologram_matches_the_opencv_path(isa, size, person):
     ops = library.build_for(isa)
     frame, background, alpha = _scene(*size)
+    if person != "band":     # the pass skips rows and columns the mask hides: they must still be right
+        h, w = size
+        alpha[:] = 0
+        if person == "ellipse":
+            cv2.ellipse(alpha, (w // 2, h // 2), (w // 5, h // 3), 0, 0, 360, 255, -1)
+            alpha = cv2.GaussianBlur(alpha, (0, 0), 3)
+        elif person == "corner":
+            alpha[-7:, -9:] = 200      # within the ghost's reach of the frame's edges
     stock_effect, native_effect = create_effect("hologram", seed=7), create_effect("hologram", seed=7)
     stock_effect._prepare(frame)
     native_effect._prepare(frame)
@@ -55,6 +64,8 @@ def test_fused_hologram_matches_the_opencv_path(isa, size):
     diff = np.abs(expected.astype(int) - got)
     assert diff.max() <= 2, f"{isa}: the fused pass differs from OpenCV by {diff.max()} levels"
     assert diff.mean() < 0.5
+    hidden = alpha == 0
+    np.testing.assert_array_equal(got[hidden], background[hidden])     # the mask hides: background only
     # The hologram alone (no background) matches the effect's own output too.
     alone = native_effect._native_composite(ops, frame, None, None)
     assert np.abs(stock_effect._apply_opencv(frame).astype(int) - alone).max() <= 2
