@@ -65,6 +65,10 @@ class SinkStats:
         old = self.stage_ms.get(name)
         self.stage_ms[name] = ms if old is None else old + EMA_WEIGHT * (ms - old)
 
+    def drop(self, name: str) -> None:
+        """Forget a stage that no longer runs on its own (its time is now part of another)."""
+        self.stage_ms.pop(name, None)
+
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
 
