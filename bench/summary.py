@@ -145,7 +145,7 @@ def write_markdown(summary: dict, path: Path) -> None:
                          + (f"≤ {limit:.0f} ms and " if limit else "") + f"{TARGETS['cpu_worst_ratio_vs_seed'].label} x seed | {mark[ok]} |")
         m = d.get("cpu_machine") or {}
         lines += ["", f"CPU {m.get('cpu')}: avx512f {m.get('avx512f')}, avx2 {m.get('avx2')}; kernels "
-                      f"{m.get('kernels_env')}, build loaded: {m.get('kernel_build')}; segmenter log: "
+                      f"{m.get('kernels_env')}, build loaded: {m.get('kernel_build')}; sink and segmenter log: "
                       f"{'; '.join(m.get('segmenter_kernel_log') or []) or '(no kernel line)'}."]
         live = d.get("inference_live_vs_isolated") or {}
         if live.get("ratio") is not None:
