@@ -95,16 +95,23 @@ class RefineConfig:
         return asdict(self)
 
 
+# The allowed range of each bounded setting, in one place: the checks below and the web page's
+# sliders (capture_sink/web/control.py) both read it.
+FRACTION_RANGES = {"threshold": (0.0, 1.0), "feather": (0.0, 1.0)}
+PIXEL_RANGES = {"erode": (0, 256), "dilate": (0, 256), "blur": (0, 256), "edge_radius": (0, 256),
+                "work_max_side": (0, 8192)}
+
+
 def verify_refine_config(config: RefineConfig) -> None:
     """Raise RefineConfigError naming the setting to fix."""
     def need(ok: bool, message: str) -> None:
         if not ok:
             raise RefineConfigError(message)
 
-    need(0.0 <= config.threshold <= 1.0, f"refine threshold {config.threshold} is out of range: use 0..1")
-    need(0.0 <= config.feather <= 1.0, f"refine feather {config.feather} is out of range: use 0..1")
-    for name, top in (("erode", 256), ("dilate", 256), ("blur", 256), ("edge_radius", 256),
-                      ("work_max_side", 8192)):
+    for name, (low, high) in FRACTION_RANGES.items():
+        value = getattr(config, name)
+        need(low <= value <= high, f"refine {name} {value} is out of range: use {low:g}..{high:g}")
+    for name, (_, top) in PIXEL_RANGES.items():
         value = getattr(config, name)
         need(isinstance(value, (int, np.integer)) and not isinstance(value, bool) and 0 <= value <= top,
              f"refine {name} {value!r} is invalid: use a whole number of pixels 0..{top}")

@@ -18,11 +18,13 @@ from typing import Any
 from capture_sink.config import SEGMENTING_MODES, ConfigError
 from capture_sink.control_api import PAUSE_MODES, SinkControl
 from capture_sink.effects import EFFECTS
-from capture_sink.refine import PRESETS, RefineConfig, RefineConfigError, preset
+from capture_sink.refine import FRACTION_RANGES, PIXEL_RANGES, PRESETS, RefineConfig, RefineConfigError, preset
 
 from .background_files import BackgroundFiles, BackgroundNotAllowed
 
 logger = logging.getLogger(__name__)
+
+RANGES = {**FRACTION_RANGES, **PIXEL_RANGES}   # the sliders offer what verify_refine_config accepts
 
 SETTING_KEYS = ("effect", "background", "preset", "refine", "paused", "segmenting", "segmenting_mode")
 APPLY_TIMEOUT_S = 2.0       # the frame loop applies changes between frames: a few frames at most
@@ -195,6 +197,5 @@ def choices(app: SinkControl) -> dict[str, Any]:
         "paused": list(PAUSE_MODES),
         "segmenting_mode": list(SEGMENTING_MODES),
         "background": ["default", "blur", "green", "none"],
-        "refine": {"threshold": [0.0, 1.0], "feather": [0.0, 1.0], "blur": [0, 256], "dilate": [0, 256],
-                   "erode": [0, 256]},
+        "refine": {name: list(RANGES[name]) for name in ("threshold", "feather", "blur", "dilate", "erode")},
     }
