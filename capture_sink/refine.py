@@ -22,13 +22,9 @@ and are scaled to the working resolution, so a preset looks the same at 720p and
 The output alpha is uint8 (H, W), 255 = person: `capture_sink.composite.Compositor` blends in
 uint8, and a float32 alpha would cost a 4x bigger final resize for no visible gain.
 
-Guided filter vs joint bilateral (bench/bench_sink.py, `refine_variants`: real photos composited
-over real backgrounds with a known matte, the model mask degraded as a model errs). Measured at
-720p: guided 1.3 ms, bilateral (same radius) 2.3 ms; mean edge error (0..255, within 12 px of the
-true edge) with the mask 1 model pixel off: guided 23.6, bilateral 26.1, threshold alone 32.6,
-the seed's dilate + blur 68.9; with a coarse mask both filters 20-20.5 against 22.2. With an
-exact mask the bilateral filter is a little better (13.8 vs 16.4, threshold alone 11.5), but a
-real model is rarely exact, and the guided filter costs less: it is the default.
+The guided filter is the default edge stage: it costs about half the joint bilateral filter's time
+and gives the smaller edge error whenever the model's mask is off by a pixel or coarse, which a
+real model's mask is (figures: docs/sink-performance.md, from bench/bench_sink.py).
 """
 
 from __future__ import annotations
