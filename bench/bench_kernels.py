@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench import plots  # noqa: E402
+from bench import report  # noqa: E402
 from bench.machine import describe  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
@@ -99,44 +99,23 @@ def run(quick: bool = False) -> dict:
     results = {"command": "python bench/bench_kernels.py" + (" --quick" if quick else ""),
                "what": "ms per mask (uint8 RGB at model size -> uint8 mask), 1 thread, medians, runners in turns",
                "machine": describe(), "rows": rows}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "kernels.json").write_text(json.dumps(results, indent=2) + "\n")
-    (RESULTS / "kernels.md").write_text(markdown(results))
-    _plot(results, RESULTS / "kernels.png")
+    report.write("kernels", results, markdown, _plot)
     return results
 
 
 def markdown(results: dict) -> str:
-    m = results["machine"]
-    lines = [f"# Fused kernels per build on {m['cpu']} (avx512f: {m['avx512f']}, avx2: {m['avx2']})", "",
-             f"`{results['command']}`; {results['what']}.", "",
-             "| build | model | fused ms | stock ms | LiteRT ms | fused vs stock | fused / LiteRT |",
-             "|---|---|---:|---:|---:|---:|---:|"]
-    for row in results["rows"]:
-        if "skipped" in row:
-            lines.append(f"| {row['build']} | — | — | — | — | {row['skipped']} | — |")
-            continue
-        lines.append(f"| {row['variant']} | {row['model']} | {row['fused_ms']:.2f} | {row['stock_ms']:.2f} | "
-                     f"{row['litert_ms']:.2f} | {row['fused_speedup_vs_stock']:.2f}x | {row['fused_over_litert']:.2f} |")
-    return "\n".join(lines) + "\n"
+    return report.build_table(
+        results, "Fused kernels per build",
+        ["build", "model", "fused ms", "stock ms", "LiteRT ms", "fused vs stock", "fused / LiteRT"],
+        lambda r: [r["variant"], r["model"], f"{r['fused_ms']:.2f}", f"{r['stock_ms']:.2f}", f"{r['litert_ms']:.2f}",
+                   f"{r['fused_speedup_vs_stock']:.2f}x", f"{r['fused_over_litert']:.2f}"])
 
 
 def _plot(results: dict, path: Path) -> None:
-    plt = plots.pyplot()
-
-    rows = [r for r in results["rows"] if "skipped" not in r]
-    labels = [r["variant"].replace(", ", ",\n") + "\n" + r["model"] for r in rows]
-    x = range(len(rows))
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(rows)), 4))
-    width = 0.27
-    for i, (key, name) in enumerate((("fused_ms", "fused kernels"), ("stock_ms", "stock torch ops"),
-                                     ("litert_ms", "LiteRT"))):
-        ax.bar([j + (i - 1) * width for j in x], [r[key] for r in rows], width, label=name)
-    ax.set_xticks(list(x), labels, fontsize=8)
-    ax.set_ylabel("ms per mask (1 thread)")
-    ax.set_title(f"Kernel builds on {results['machine']['cpu']}")
-    ax.legend()
-    plots.save(fig, path, dpi=110)
+    report.build_bars(results, path, [("fused_ms", "fused kernels"), ("stock_ms", "stock torch ops"),
+                                      ("litert_ms", "LiteRT")],
+                      lambda r: r["variant"].replace(", ", ",\n") + "\n" + r["model"],
+                      "ms per mask (1 thread)", "Kernel builds")
 
 
 def main() -> int:

@@ -14,7 +14,6 @@ Medians of runs in turns (OpenCV, native, OpenCV, ...), so the ratios hold on a 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -22,9 +21,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench import report  # noqa: E402
 from bench.machine import describe  # noqa: E402
 
-RESULTS = REPO / "bench" / "results"
 ISAS = ("avx512", "avx2", "generic")
 
 
@@ -38,47 +37,23 @@ def run(quick: bool = False) -> dict:
     results = {"command": "python bench/bench_native.py" + (" --quick" if quick else ""),
                "what": "ms per frame of each pass, 1 thread, medians of runs in turns with the OpenCV path",
                "machine": {**describe(), "sink_native_build": library.best_isa()}, "rows": rows}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "native.json").write_text(json.dumps(results, indent=2) + "\n")
-    (RESULTS / "native.md").write_text(markdown(results))
-    _plot(results, RESULTS / "native.png")
+    report.write("native", results, markdown, _plot)
     return results
 
 
 def markdown(results: dict) -> str:
-    m = results["machine"]
-    lines = [f"# Sink native passes per build on {m['cpu']} (avx512f: {m['avx512f']}, avx2: {m['avx2']})", "",
-             f"`{results['command']}`; {results['what']}. The sink uses the {m['sink_native_build']} build here.", "",
-             "| build | size | pass | OpenCV ms | native ms | native vs OpenCV | max pixel diff | sink keeps |",
-             "|---|---|---|---:|---:|---:|---:|---|"]
-    for row in results["rows"]:
-        if "skipped" in row:
-            lines.append(f"| {row['build']} | — | — | — | — | {row['skipped']} | — | — |")
-            continue
-        lines.append(f"| {row['build']} | {row['size']} | {row['pass']} | {row['opencv_ms']:.2f} | "
-                     f"{row['native_ms']:.2f} | {row['speedup']:.2f}x | {row['max_diff']} | "
-                     f"{'native' if row['chosen'] else 'OpenCV'} |")
-    return "\n".join(lines) + "\n"
+    return report.build_table(
+        results, "Sink native passes per build",
+        ["build", "size", "pass", "OpenCV ms", "native ms", "native vs OpenCV", "max pixel diff", "sink keeps"],
+        lambda r: [r["build"], r["size"], r["pass"], f"{r['opencv_ms']:.2f}", f"{r['native_ms']:.2f}",
+                   f"{r['speedup']:.2f}x", str(r["max_diff"]), "native" if r["chosen"] else "OpenCV"],
+        note=f" The sink uses the {results['machine']['sink_native_build']} build here.", text_columns=(0, 1, 2, 7))
 
 
 def _plot(results: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [r for r in results["rows"] if "skipped" not in r]
-    labels = ["\n".join((r["build"], r["size"], r["pass"].replace("+", "+\n"))) for r in rows]
-    x = range(len(rows))
-    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(rows)), 4))
-    ax.bar([j - 0.2 for j in x], [r["opencv_ms"] for r in rows], 0.4, label="OpenCV path")
-    ax.bar([j + 0.2 for j in x], [r["native_ms"] for r in rows], 0.4, label="native pass")
-    ax.set_xticks(list(x), labels, fontsize=7)
-    ax.set_ylabel("ms per frame (1 thread)")
-    ax.set_title(f"Sink native passes per build on {results['machine']['cpu']}")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    report.build_bars(results, path, [("opencv_ms", "OpenCV path"), ("native_ms", "native pass")],
+                      lambda r: "\n".join((r["build"], r["size"], r["pass"].replace("+", "+\n"))),
+                      "ms per frame (1 thread)", "Sink native passes per build")
 
 
 def main() -> int:
