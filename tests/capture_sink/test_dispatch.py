@@ -313,8 +313,10 @@ def test_goodbye_finishes_work_in_flight(frame):
             joined(d)
             d.submit(frame, 1, 0.0)
             wait_until(lambda: d.stats()["sent"] == 1, what="the frame to be sent")
-        # the worker said goodbye and still delivered its frame before leaving
-        assert d.latest() is not None and d.latest().seq == 1
+        # the worker said goodbye and still delivered its frame before leaving (the mask may still be
+        # on its way through the dispatcher's I/O thread when the worker process has gone)
+        wait_until(lambda: d.latest() is not None, what="the frame in flight to be answered")
+        assert d.latest().seq == 1
         wait_until(lambda: d.stats()["replicas"] == 0, what="the replica to leave")
         assert d.stats()["lost_inflight"] == 0
 
