@@ -26,6 +26,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench import report  # noqa: E402
+from shared.native_build import cpu_runs  # noqa: E402
 from bench.machine import describe  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
@@ -33,20 +34,6 @@ MODELS = ("selfie", "selfie-landscape")
 ISAS = ("avx512", "avx2", "generic")
 # What a CPU without AVX2 gives stock torch: ATen's default kernels, oneDNN and MKL at SSE4.
 NO_AVX_STOCK = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"}
-
-
-def _cpu_runs(isa: str) -> bool:
-    flags = set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        return isa == "generic"
-    need = {"avx512": {"avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd"},
-            "avx2": {"avx2", "fma", "bmi2"}, "generic": set()}[isa]
-    return need <= flags
 
 
 def child(runs: int, warmup: int) -> dict:
@@ -88,7 +75,7 @@ def _run_child(isa: str, extra_env: dict[str, str], quick: bool) -> dict:
 def run(quick: bool = False) -> dict:
     rows = []
     for isa in ISAS:
-        if not _cpu_runs(isa):
+        if not cpu_runs(isa):
             rows.append({"build": isa, "skipped": "this CPU cannot run it"})
             continue
         variants = [("", {})] + ([(", stock without AVX", NO_AVX_STOCK)] if isa == "generic" else [])

@@ -17,6 +17,12 @@ from pathlib import Path
 from typing import Callable
 
 X86_VARIANTS = [("avx512", "x86-64-v4"), ("avx2", "x86-64-v3"), ("generic", "x86-64")]
+# What a CPU needs to run each build, as /proc/cpuinfo names the flags (the x86-64-v4 / -v3 levels).
+LEVEL_FLAGS = {
+    "avx512": {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl", "avx2", "bmi2", "fma"},
+    "avx2": {"avx2", "bmi1", "bmi2", "fma", "f16c", "movbe"},
+    "generic": set(),
+}
 
 
 def variants() -> list[tuple[str, str | None]]:
@@ -24,6 +30,29 @@ def variants() -> list[tuple[str, str | None]]:
     if platform.machine() in ("x86_64", "AMD64"):
         return list(X86_VARIANTS)
     return [("generic", None)]
+
+
+def cpu_flags() -> set[str]:
+    """This CPU's feature flags from /proc/cpuinfo (empty where it cannot be read)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_runs(build: str, flags: set[str] | None = None) -> bool:
+    """Whether this CPU (or one with `flags`) can run `build`."""
+    if build != "generic" and platform.machine() not in ("x86_64", "AMD64"):
+        return False
+    return LEVEL_FLAGS[build] <= (cpu_flags() if flags is None else flags)
+
+
+def best_build(flags: set[str] | None = None) -> str:
+    """The widest build this CPU runs."""
+    return next(build for build in ("avx512", "avx2", "generic") if cpu_runs(build, flags))
 
 
 def find_compiler(env_var: str, names: tuple[str, ...]) -> str | None:

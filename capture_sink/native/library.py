@@ -11,11 +11,12 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-import platform
 import threading
 from pathlib import Path
 
 import numpy as np
+
+from shared.native_build import LEVEL_FLAGS, best_build, cpu_flags, cpu_runs
 
 from . import build as native_build
 
@@ -23,14 +24,7 @@ logger = logging.getLogger(__name__)
 
 ENABLE_ENV = "HOLOCAM_SINK_NATIVE"
 ISA_ENV = "HOLOCAM_SINK_NATIVE_ISA"
-MAX_WIDTH = 8192   # frame_ops.c keeps one row of scratch on the stack
-
-# What each x86-64 level needs, as /proc/cpuinfo names the flags.
-_LEVEL_FLAGS = {
-    "avx512": {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl", "avx2", "bmi2", "fma"},
-    "avx2": {"avx2", "bmi1", "bmi2", "fma", "f16c", "movbe"},
-    "generic": set(),
-}
+MAX_WIDTH = 8192   # frame_ops.c refuses wider frames (its row buffers are sized by width)
 
 _c_u8 = ctypes.c_void_p
 _c_ssize = ctypes.c_ssize_t
@@ -41,25 +35,9 @@ class NativeError(RuntimeError):
     """A bad native-pass setting or call; the message is one line naming the fix."""
 
 
-def cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 def best_isa(flags: set[str] | None = None) -> str:
     """The widest build this CPU runs."""
-    if platform.machine() not in ("x86_64", "AMD64"):
-        return "generic"
-    flags = cpu_flags() if flags is None else flags
-    for isa in ("avx512", "avx2"):
-        if _LEVEL_FLAGS[isa] <= flags:
-            return isa
-    return "generic"
+    return best_build(flags)
 
 
 def mode() -> str:
@@ -165,9 +143,9 @@ def _load() -> FrameOps | None:
     known = [name for name, _ in native_build.variants()]
     if isa not in known:
         raise NativeError(f"{ISA_ENV}={isa!r} is not a build of this machine: choose one of {', '.join(known)}")
-    if isa != "generic" and not _LEVEL_FLAGS[isa] <= cpu_flags():
+    if not cpu_runs(isa):
         raise NativeError(f"{ISA_ENV}={isa} needs CPU flags this CPU lacks "
-                          f"({', '.join(sorted(_LEVEL_FLAGS[isa] - cpu_flags()))}): unset it")
+                          f"({', '.join(sorted(LEVEL_FLAGS[isa] - cpu_flags()))}): unset it")
     try:
         path = native_build.build()     # a no-op when the cache has it
         ops = FrameOps(ctypes.CDLL(str(path)), isa, path)
@@ -205,7 +183,7 @@ def build_for(isa: str) -> FrameOps:
 def runnable_isas() -> list[str]:
     """The builds this CPU can run, widest first."""
     flags = cpu_flags()
-    return [isa for isa, _ in native_build.variants() if _LEVEL_FLAGS[isa] <= flags]
+    return [isa for isa, _ in native_build.variants() if cpu_runs(isa, flags)]
 
 
 def forget() -> None:
