@@ -9,7 +9,8 @@ Parts (each writes its own JSON + PNG into bench/results/, see bench/README.md):
 cpu (bench_cpu: CPU ms per output frame of sink + segmenter at a paced 30 fps MJPEG source, vs
 the seed's loop: the headline figures), cpu_avx2 (the same on an AVX-512 CPU with the native
 builds forced to AVX2, the common CPU; skipped elsewhere), native (bench_native: the sink's native
-passes per build vs OpenCV), model (bench_model: torch port vs LiteRT), kernels
+passes per build vs OpenCV), matte (bench_matte: each selfie model's mask against a known
+matte on 16:9 and 4:3 frames, why selfie-auto is the default), model (bench_model: torch port vs LiteRT), kernels
 (bench_kernels: every fused-kernel build this CPU runs vs stock ops and LiteRT), sink
 (bench_sink: sink stages vs the seed's), pipeline (bench_pipeline: whole pipeline vs the seed's
 loop, latency, memory, profiles), transport (bench_transport: replica scaling, bytes on the wire),
@@ -44,7 +45,7 @@ from bench.summary import fmt, headline, write_markdown  # noqa: E402
 logger = logging.getLogger("bench")
 
 RESULTS = REPO / "bench" / "results"
-PARTS = ("cpu", "cpu_avx2", "model", "kernels", "native", "sink", "pipeline", "transport", "gpu")
+PARTS = ("cpu", "cpu_avx2", "model", "kernels", "native", "matte", "sink", "pipeline", "transport", "gpu")
 # Both native builds forced to AVX2: on an AVX-512 CPU, the figures of the CPUs most users have.
 AVX2_ENV = {"HOLOCAM_KERNELS_ISA": "avx2", "HOLOCAM_SINK_NATIVE_ISA": "avx2"}
 TARGETS = targets.SUMMARY

@@ -163,6 +163,10 @@ def run(quick: bool = False, only: tuple[str, ...] = (), settings: dict | None =
             "isolated_ms_median": isolated.get("inference_ms_median"),
             "ratio": round(float(np.median(live)) / isolated["inference_ms_median"], 3)
             if live and isolated.get("inference_ms_median") else None,
+            # the same model alone, one frame per source period: what cold caches alone cost
+            "isolated_paced_ms_median": isolated.get("paced_inference_ms_median"),
+            "ratio_vs_paced_alone": round(float(np.median(live)) / isolated["paced_inference_ms_median"], 3)
+            if live and isolated.get("paced_inference_ms_median") else None,
             "target_ratio": targets.INFERENCE_LIVE_VS_ISOLATED},
         "motion_skip": motion,
         "profiles": profiles,

@@ -32,8 +32,8 @@ def _round(value: object, digits: int = 3) -> object:
 
 def headline(results: dict[str, dict | None]) -> dict:
     """The summary figures, each taken from this run's part results."""
-    cpu, model, kernels, sink, pipeline, transport, native = (
-        results.get(p) for p in ("cpu", "model", "kernels", "sink", "pipeline", "transport", "native"))
+    cpu, model, kernels, sink, pipeline, transport, native, matte = (
+        results.get(p) for p in ("cpu", "model", "kernels", "sink", "pipeline", "transport", "native", "matte"))
     cpu_avx2 = results.get("cpu_avx2") if not (results.get("cpu_avx2") or {}).get("skipped") else None
     general_1t = lambda r: next(c for c in r["cases"] if c["model"] == "selfie" and c["threads"] == 1)  # noqa: E731
     sink_720 = lambda r: next(s for s in r["sizes"] if s["size"] == "1280x720")  # noqa: E731
@@ -61,6 +61,7 @@ def headline(results: dict[str, dict | None]) -> dict:
         "cpu_machine": _dig(cpu, lambda r: r["machine"]),
         "inference_live_vs_isolated": _dig(cpu, lambda r: r["inference_live_vs_isolated"]),
         "motion_skip": _dig(cpu, lambda r: r["motion_skip"]),
+        "matte_iou_mean": _dig(matte, lambda r: {f"{row['aspect']} {row['model']}": row["iou_mean"] for row in r["rows"]}),
         "torch_ms_general_1_thread": _dig(model, lambda r: general_1t(r)["torch_fast"]["median_ms"]),
         "litert_ms_general_1_thread": _dig(model, lambda r: general_1t(r)["litert"]["median_ms"]),
         "torch_stock_ms_general_1_thread": _dig(model, lambda r: general_1t(r)["torch_stock"]["median_ms"]),
@@ -151,13 +152,19 @@ def write_markdown(summary: dict, path: Path) -> None:
         if live.get("ratio") is not None:
             lines.append(f"- Segmenter inference inside the running pipeline {fmt(live['live_ms_median_720p'])} ms "
                          f"(median, 720p) vs the model alone {fmt(live['isolated_ms_median'])} ms: "
-                         f"{fmt(live['ratio'])}x (target ≤ {targets.INFERENCE_LIVE_VS_ISOLATED}x).")
+                         f"{fmt(live['ratio'])}x (target ≤ {targets.INFERENCE_LIVE_VS_ISOLATED}x)"
+                         + (f"; the model alone fed one frame per source period {fmt(live['isolated_paced_ms_median'])} ms: "
+                            f"{fmt(live['ratio_vs_paced_alone'])}x" if live.get("ratio_vs_paced_alone") is not None else "")
+                         + ".")
         for name, row in (d.get("motion_skip") or {}).items():
             lines.append(f"- Motion skip, {name.replace('_', ' ')}: {row['inferences']} inferences for "
                          f"{row['frames']} frames ({fmt(row['saved_pct'])}% saved), IoU of the masks used vs "
                          f"segmenting every frame mean {row['iou_vs_every_frame_mean']}, min {row['iou_vs_every_frame_min']}"
                          + (f" (the model's own frame-to-frame IoU there: {row['model_own_frame_to_frame_iou_mean']})"
                             if "model_own_frame_to_frame_iou_mean" in row else "") + ".")
+        if d.get("matte_iou_mean"):
+            lines.append("- Mask IoU against a known matte (bench/results/matte.md), mean: "
+                         + ", ".join(f"{k} {v}" for k, v in d["matte_iou_mean"].items()) + ".")
         lines.append("")
     if d.get("cpu_configs_avx2"):
         lines += ["", "Same CPU, same run, with the segmenter's kernels and the sink's native passes both "

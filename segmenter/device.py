@@ -157,11 +157,18 @@ def half_keeps_parity(full: DeviceSelfie, half: DeviceSelfie, images: Sequence[n
     return worst >= HALF_PARITY_IOU, worst
 
 
-def load_device_model(name: str, device, *, weights=None, cache_dir=None, precision: str = "auto") -> DeviceSelfie:
-    """The selfie model on `device`; precision "auto" picks fp16 on CUDA where it keeps parity, else fp32."""
+def load_device_model(name: str, device, *, weights=None, cache_dir=None, precision: str = "auto"):
+    """The selfie model on `device` (selfie-auto: both, by_aspect.py); precision "auto" picks fp16 on
+    CUDA where it keeps parity, else fp32."""
+    from .model import by_aspect
+
+    if name == by_aspect.KEY:
+        by_aspect.check_no_weights(weights)
+        return by_aspect.pair(*(load_device_model(part, device, cache_dir=cache_dir, precision=precision)
+                                for part in (by_aspect.SQUARE, by_aspect.WIDE)))
     if name not in ("selfie", "selfie-landscape"):
-        raise DeviceError(f"--model {name} runs on the CPU only here: use --model selfie or selfie-landscape "
-                          f"on a GPU, or --device cpu")
+        raise DeviceError(f"--model {name} runs on the CPU only here: use --model selfie-auto, selfie or "
+                          f"selfie-landscape on a GPU, or --device cpu")
     if precision not in ("auto", "fp32", "fp16"):
         raise DeviceError(f"--precision {precision!r}: use auto, fp32 or fp16")
     from .model.selfie_net import SelfieNet

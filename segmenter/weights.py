@@ -81,6 +81,15 @@ def weights_path(model: str, cache: str | os.PathLike | None = None) -> Path:
     return path
 
 
+# Models built from several weights files (segmenter/model/by_aspect.py); the others use their own.
+MODEL_FILES: dict[str, tuple[str, ...]] = {"selfie-auto": ("selfie", "selfie-landscape")}
+
+
+def model_weights(model: str, cache: str | os.PathLike | None = None) -> list[Path]:
+    """The verified weights files `model` loads; raises WeightsError naming the fix like `weights_path`."""
+    return [weights_path(name, cache) for name in MODEL_FILES.get(model, (model,))]
+
+
 def _download_wheel(dest: Path, progress: bool) -> Path:
     cmd = [sys.executable, "-m", "pip", "download", *PIP_DOWNLOAD_ARGS,
            "--dest", str(dest), MEDIAPIPE_REQUIREMENT]

@@ -175,8 +175,8 @@ class Worker:
             now = time.monotonic()
             for link in self.links:
                 self.connect(link, now)
-            logger.info("I: serving %s %dx%d (%s) on %s, capacity %d%s, as %s on %s (%s)", self.model_name,
-                        self.spec.width, self.spec.height, self.spec.resize, self.device, self.capacity,
+            logger.info("I: serving %s %s on %s, capacity %d%s, as %s on %s (%s)", self.model_name,
+                        self.spec.describe(), self.device, self.capacity,
                         ", batched" if self.batch else "", self.replica_id,
                         ", ".join(f"{l.mode} {l.endpoint}" for l in self.links),
                         "CurveZMQ" if self.curve else "plain text")
@@ -335,10 +335,10 @@ class Worker:
         spec, w, h = self.spec, request.width, request.height
         if not spec.accepts(w, h):
             self.counts["bad_messages"] += 1
-            self._warn.warning("size", "W: frame %d is %dx%d but this replica takes %dx%d (%s)",
-                               request.seq, w, h, spec.width, spec.height, spec.resize)
+            self._warn.warning("size", "W: frame %d is %dx%d but this replica takes %s",
+                               request.seq, w, h, spec.describe())
             self._reply_error(link, ERR_BAD_REQUEST, f"frame is {w}x{h}; this replica takes "
-                              f"{spec.width}x{spec.height} ({spec.resize})", request.seq)
+                              f"{spec.describe()}", request.seq)
             return
         link.in_flight.add(request.seq)
         self._outstanding += 1

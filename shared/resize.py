@@ -13,6 +13,8 @@ the timings and errors behind each choice are in docs/resize.md):
   to uint8. `cv2.warpAffine` with that matrix does exactly this, with sample positions in
   floating point. `cv2.remap` with cached fixed-point maps would be faster but rounds positions
   to 1/32 pixel, which moves sharp edges by several grey levels, so it is not used.
+- "aspect" (selfie-auto): the same stretch, onto 256x144 for frames of 3:2 or wider (the
+  landscape model) and onto 256x256 otherwise (the general model).
 - "fit" (ICNet): the longer side goes to max(spec.width, spec.height), aspect kept, sizes
   truncated, `cv2.resize` INTER_LINEAR, as in Human-Segmentation-PyTorch's own preprocessing
   (INTER_AREA would antialias better, but costs more and is not what the weights saw).
@@ -62,22 +64,23 @@ def prepare_input(frame: np.ndarray, spec: InputSpec, bgr: bool = True,
 
     Args:
         frame: uint8 (H, W, 3) image (grey (H, W) is accepted and made 3-channel).
-        spec: the model's `InputSpec` (width, height, resize "stretch" | "fit").
+        spec: the model's `InputSpec` (width, height, resize "stretch" | "fit" | "aspect").
         bgr: True if `frame` is BGR (OpenCV's order, the sink's convention); False if already RGB.
         out: optional preallocated uint8 array of the result's shape, written in place (saves an
             allocation per frame on the frame path).
     Returns:
         uint8 RGB (h, w, 3): exactly (spec.height, spec.width) for "stretch"; for "fit", the
-        longer side is max(spec.width, spec.height) and the aspect is the frame's.
+        longer side is max(spec.width, spec.height) and the aspect is the frame's; for "aspect",
+        spec.wide_size for frames of 3:2 or wider, else (spec.height, spec.width).
     """
     frame = _check_frame(frame)
     height, width = frame.shape[:2]
     if spec.resize not in RESIZE_MODES:
-        raise ResizeError(f"unknown resize mode {spec.resize!r}: use 'stretch' or 'fit'")
+        raise ResizeError(f"unknown resize mode {spec.resize!r}: use one of {', '.join(RESIZE_MODES)}")
     size = spec.input_size(width, height)
     if out is not None and (out.shape != (size[1], size[0], 3) or out.dtype != np.uint8):
         raise ResizeError(f"out must be uint8 of shape {(size[1], size[0], 3)}, got {out.dtype} {out.shape}")
-    if spec.resize == "stretch":
+    if spec.resize in ("stretch", "aspect"):
         resized = cv2.warpAffine(frame, stretch_matrix(width, height, *size), size, dst=out,
                                  flags=_WARP_FLAGS, borderMode=cv2.BORDER_REPLICATE)
     else:

@@ -188,16 +188,15 @@ class Broker:
             self._refuse(identity, f"this sink already has {MAX_REPLICAS} replicas")
             return
         if others and (spec != self.spec or hello.model != self.model):
-            text = (f"this sink serves model {self.model} at {self.spec.width}x{self.spec.height} "
-                    f"({self.spec.resize}); start this replica with --model {self.model}")[:MAX_TEXT]
-            self._warn.warning(f"refuse:{hello.replica_id}"[:80],
-                               "W: refused replica %s: it runs %s at %dx%d (%s) but %s",
-                               hello.replica_id, hello.model, spec.width, spec.height, spec.resize, text)
+            text = (f"this sink serves model {self.model} at {self.spec.describe()}; "
+                    f"start this replica with --model {self.model}")[:MAX_TEXT]
+            self._warn.warning(f"refuse:{hello.replica_id}"[:80], "W: refused replica %s: it runs %s at %s but %s",
+                               hello.replica_id, hello.model, spec.describe(), text)
             self._refuse(identity, text)
             return
         if spec != self.spec or hello.model != self.model:
             if self.spec is not None:
-                logger.info("I: replicas now run %s at %dx%d (%s)", hello.model, spec.width, spec.height, spec.resize)
+                logger.info("I: replicas now run %s at %s", hello.model, spec.describe())
             self.spec, self.model = spec, hello.model
         lifetime = self._lifetime(hello.heartbeat_ms)
         if existing is not None:   # repeated hello: refresh, keep what is in flight
@@ -211,9 +210,8 @@ class Broker:
             with self._mailbox.lock:
                 self.pool.ready(replica)
                 self.replica_count = len(self.pool)
-            logger.info("I: replica %s joined: %s %dx%d (%s) on %s, capacity %d; %d replica(s)", replica.name,
-                        hello.model, spec.width, spec.height, spec.resize, hello.device, hello.capacity,
-                        len(self.pool))
+            logger.info("I: replica %s joined: %s %s on %s, capacity %d; %d replica(s)", replica.name,
+                        hello.model, spec.describe(), hello.device, hello.capacity, len(self.pool))
         self._reply(identity, Heartbeat(round(self.heartbeat_interval_s * 1000)))
 
     def _on_mask_reply(self, replica: Replica, reply: MaskReply, now: float) -> None:

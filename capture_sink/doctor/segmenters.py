@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from capture_sink.config import SinkConfig
+from shared.geometry import InputSpec
 
 from .findings import FAIL, INFO, OK, WARN, Finding
 
@@ -15,7 +16,7 @@ def check_weights(*, local_segmenter: bool) -> list[Finding]:
     """The default model's weights are in the cache (where a segmenter package is installed)."""
     try:
         from segmenter.model import DEFAULT_MODEL
-        from segmenter.weights import WeightsError, weights_path
+        from segmenter.weights import WeightsError, model_weights
     except ImportError:
         if local_segmenter:
             return [Finding("weights", FAIL, "--with-segmenter, but the segmenter package is not installed here",
@@ -24,11 +25,11 @@ def check_weights(*, local_segmenter: bool) -> list[Finding]:
         return [Finding("weights", INFO, "no segmenter package here (the sink image has none): the segmenters "
                                          "check their own weights (`python -m segmenter weights`)")]
     try:
-        path = weights_path(DEFAULT_MODEL)
+        paths = model_weights(DEFAULT_MODEL)
     except WeightsError as exc:
         message, _, fix = str(exc).partition(": ")
         return [Finding("weights", FAIL if local_segmenter else WARN, message, fix)]
-    return [Finding("weights", OK, f"{DEFAULT_MODEL}: {path}")]
+    return [Finding("weights", OK, f"{DEFAULT_MODEL}: {', '.join(map(str, paths))}")]
 
 
 # -- 5. segmenters ---------------------------------------------------------------------------------
@@ -59,7 +60,8 @@ def _describe(message) -> str:
     from shared.protocol import Heartbeat, Hello
 
     if isinstance(message, Hello):
-        return f"{message.model} {message.width}x{message.height} from replica {message.replica_id}"
+        grid = InputSpec(message.width, message.height, message.resize).describe()
+        return f"{message.model} {grid} from replica {message.replica_id}"
     if isinstance(message, Heartbeat):
         return "a replica busy with another sink answered (heartbeat)"
     return type(message).__name__

@@ -13,8 +13,9 @@ import os
 
 from .base import MODELS, InputSpec, ModelError, SegmentationModel
 
-DEFAULT_MODEL = "selfie"
-_MODEL_MODULES = ("selfie", "icnet")   # in the order `--model` lists their models
+# selfie-auto: the landscape model for 16:9 frames, the general one for the rest (by_aspect.py)
+DEFAULT_MODEL = "selfie-auto"
+_MODEL_MODULES = ("selfie", "by_aspect", "icnet")   # in the order `--model` lists their models
 
 
 def _models() -> dict:

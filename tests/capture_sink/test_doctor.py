@@ -116,7 +116,10 @@ def test_missing_camera_and_demo_source() -> None:
 
 def test_weights_in_the_cache() -> None:
     findings = check_weights(local_segmenter=True)
-    assert statuses(findings) == [OK] and "selfie" in findings[0].message
+    assert statuses(findings) == [OK] and "selfie-auto" in findings[0].message
+    # the default model runs both MediaPipe files: both are checked and named
+    assert "selfie_segmentation.tflite" in findings[0].message
+    assert "selfie_segmentation_landscape.tflite" in findings[0].message
 
 
 def test_missing_weights_name_the_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -146,7 +149,7 @@ def test_a_replica_that_binds_answers(tmp_path: Path) -> None:
     finally:
         stop_process(proc)
     assert statuses(findings) == [OK]
-    assert "selfie 256x256" in findings[0].message
+    assert "selfie-auto 256x256 or 256x144 (by aspect)" in findings[0].message
 
 
 def test_a_silent_endpoint_is_a_problem() -> None:

@@ -33,11 +33,11 @@ WIDTH, HEIGHT, FPS = 640, 360, 15.0
 def weights_missing_reason() -> str | None:
     try:
         from segmenter.model import DEFAULT_MODEL
-        from segmenter.weights import WeightsError, weights_path
+        from segmenter.weights import WeightsError, model_weights
     except ImportError as exc:
         return f"segmenter package not importable ({exc})"
     try:
-        weights_path(DEFAULT_MODEL)
+        model_weights(DEFAULT_MODEL)
     except WeightsError as exc:
         return str(exc)
     return None

@@ -56,8 +56,8 @@ def sink(tmp_path: Path) -> Iterator[tuple[str, str]]:
     yields (page URL, the token the sink made and logged)."""
     try:
         from segmenter.model import DEFAULT_MODEL
-        from segmenter.weights import WeightsError, weights_path
-        weights_path(DEFAULT_MODEL)
+        from segmenter.weights import WeightsError, model_weights
+        model_weights(DEFAULT_MODEL)
     except (ImportError, WeightsError) as exc:
         pytest.skip(f"no segmenter weights here ({exc}): run `make weights`")
     port = free_port()

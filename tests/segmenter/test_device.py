@@ -17,7 +17,7 @@ import torch
 
 from segmenter.device import (DeviceError, check_images, half_keeps_parity, load_device_model,
                               mask_iou, parse_device, resolve_device)
-from segmenter.model import create_model
+from segmenter.model import ModelError, create_model
 
 ROOT = Path(__file__).resolve().parents[2]
 NO_CUDA = not torch.cuda.is_available()
@@ -138,3 +138,18 @@ def test_worker_batches_waiting_frames_and_says_its_device(device_model, photos)
         thread.join(10)
     assert worker.counts["batched_frames"] >= 2 and len(masks) >= 10, (worker.counts, len(masks))
     assert worker.counts["failed"] == 0
+
+
+def test_selfie_auto_on_a_device_batches_each_grid_in_its_own_pass():
+    auto = load_device_model("selfie-auto", torch.device("cpu"), precision="fp32")
+    square = load_device_model("selfie", torch.device("cpu"), precision="fp32")
+    wide = load_device_model("selfie-landscape", torch.device("cpu"), precision="fp32")
+    rng = np.random.default_rng(3)
+    frames = [rng.integers(0, 256, shape, dtype=np.uint8) for shape in ((144, 256, 3), (256, 256, 3), (144, 256, 3))]
+    masks = auto.segment_batch(frames)
+    assert [m.shape for m in masks] == [f.shape[:2] for f in frames]
+    np.testing.assert_array_equal(np.stack([masks[0], masks[2]]), np.stack(wide.segment_batch([frames[0], frames[2]])))
+    np.testing.assert_array_equal(masks[1], square.segment(frames[1]))
+    assert auto.device_name == square.device_name
+    with pytest.raises(ModelError, match="with --weights"):
+        load_device_model("selfie-auto", torch.device("cpu"), weights="x.tflite")

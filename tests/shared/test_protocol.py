@@ -30,6 +30,7 @@ def _pack(body: dict) -> bytes:
 @pytest.mark.parametrize("message", [
     Hello("selfie", 256, 256, "stretch", 2, "box-12", 200),
     Hello("icnet-resnet18", 320, 320, "fit", 1, "gpu-box-1", 1000, "cuda:0 fp16"),
+    Hello("selfie-auto", 256, 256, "aspect", 1, "box-2", 200),
     Heartbeat(200),
     Error("busy", "capacity is 1", 17),
     Error("unknown-replica", "", -1),

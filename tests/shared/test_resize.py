@@ -171,3 +171,23 @@ def test_bad_masks_and_modes_are_clear_errors():
         mask_to_frame(np.zeros((4, 4), np.uint8), 0, 8)
     with pytest.raises(ResizeError, match="stretch"):
         prepare_input(np.zeros((8, 8, 3), np.uint8), InputSpec(4, 4, "crop"))  # type: ignore[arg-type]
+
+
+AUTO = InputSpec(256, 256, "aspect")
+
+
+@pytest.mark.parametrize("frame_size, grid", [((1280, 720), (256, 144)), ((1920, 1080), (256, 144)),
+                                              ((1920, 1200), (256, 144)), ((1500, 1000), (256, 144)),
+                                              ((1499, 1000), (256, 256)), ((640, 480), (256, 256)),
+                                              ((720, 1280), (256, 256)), ((256, 256), (256, 256))])
+def test_aspect_spec_stretches_wide_frames_onto_16_9_and_the_rest_onto_the_square(frame_size, grid):
+    width, height = frame_size
+    assert AUTO.input_size(width, height) == grid
+    frame = np.random.default_rng(width).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    plain = InputSpec(*grid, "stretch")
+    np.testing.assert_array_equal(prepare_input(frame, AUTO), prepare_input(frame, plain))
+
+
+def test_aspect_spec_accepts_exactly_its_two_grids():
+    assert AUTO.accepts(256, 256) and AUTO.accepts(256, 144)
+    assert not AUTO.accepts(144, 256) and not AUTO.accepts(256, 145) and not AUTO.accepts(320, 180)
