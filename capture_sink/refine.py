@@ -1,14 +1,19 @@
 """Mask refinement: from the segmenter's small probability mask to a frame-sized alpha.
 
-Stages, in order (each optional except the two resizes):
-1. upsample the model mask to the working resolution (bilinear, half-pixel centres, as
-   MediaPipe brings its mask back to image size);
-2. temporal EMA, held here in the sink so segmenter replicas stay stateless;
+Stages, in order (each optional except the final resize):
+1. temporal EMA at the model's resolution, held here in the sink so segmenter replicas stay
+   stateless (averaging before the upsample equals averaging after it: both are linear);
+2. upsample to the working resolution (bilinear, half-pixel centres, as MediaPipe brings its
+   mask back to image size);
 3. edge-aware refinement guided by the frame: fast guided filter or joint bilateral;
 4. threshold/feather: a ramp of width `feather` centred on `threshold`;
 5. erode then dilate (rectangular kernels, like the seed's `np.ones((10, 10))`);
 6. box blur (the seed's `cv2.blur`);
 7. upsample to the frame size.
+The guided filter does 2-4 in one: it needs the mask only at its low resolution (taken straight
+from the model's), and the ramp is linear in its output, so it is folded into its coefficients;
+its one work-size pass writes the thresholded alpha (0.26 ms of 2.1 less at 720p than the stages
+one by one, the same edge error: docs/sink-performance.md).
 
 The edge-aware filter runs on the soft probability, *before* the threshold: it moves the
 mask's transition onto the frame's edges and the ramp then sharpens it. Filtering the
@@ -191,7 +196,7 @@ class MaskRefiner:
         self._up = np.empty((wh, ww), np.uint8)
         self._tmp = np.empty((wh, ww), np.uint8)
         self._ema = None
-        self._ema_buf = np.empty((wh, ww), np.float32)
+        self._mask_shape: tuple[int, ...] | None = None   # the model mask the EMA is held at
         self._out = np.empty((height, width), np.uint8)
         self._erode_kernel = self._kernel(cfg.erode)
         self._dilate_kernel = self._kernel(cfg.dilate)
@@ -199,7 +204,6 @@ class MaskRefiner:
         if cfg.edge != "off":
             self._guide_small = np.empty((wh, ww, 3), np.uint8)
             self._guide_gray = np.empty((wh, ww), np.uint8)
-            self._guide = np.empty((wh, ww), np.float32)
             sub = cfg.edge_subsample
             self._low_size = (max(1, ww // sub), max(1, wh // sub))
             lw, lh = self._low_size
@@ -209,9 +213,10 @@ class MaskRefiner:
                 self._eps = float(cfg.edge_eps * 255.0 * 255.0)  # guide and mask are 0..255
                 self._g_low = {name: np.empty((lh, lw), np.float32)
                                for name in ("I", "p", "mI", "mp", "II", "Ip", "var", "a", "b", "t")}
+                self._gray_low = np.empty((lh, lw), np.uint8)
+                self._p_low = np.empty((lh, lw), np.uint8)
                 self._a_up = np.empty((wh, ww), np.float32)
                 self._b_up = np.empty((wh, ww), np.float32)
-                self._q = np.empty((wh, ww), np.float32)
             else:
                 self._bilateral = _JointBilateral(lw, lh, radius=max(1, round(radius_low)),
                                                   sigma_color=cfg.edge_sigma_color)
@@ -226,17 +231,21 @@ class MaskRefiner:
         return np.ones((size, size), np.uint8)
 
     # -- stages ------------------------------------------------------------------------------
-    def _temporal(self, mask: np.ndarray) -> np.ndarray:
-        """EMA of the upsampled masks, kept in float32, rounded back into `mask`."""
+    def _temporal(self, mask_small: np.ndarray) -> np.ndarray:
+        """EMA of the model masks, held at the model's resolution in float32.
+
+        Returned as float32 (the average itself) or, without smoothing, the mask as it came.
+        Averaging before the upsample equals averaging after it (both are linear) and costs a
+        sixth of the pixels at 720p; a mask of another size restarts the average."""
         alpha = self.config.ema_alpha
         if alpha >= 1.0:
-            return mask
-        if self._ema is None:
-            self._ema = self._ema_buf
-            np.copyto(self._ema, mask)
+            return mask_small
+        if self._ema is None or self._mask_shape != mask_small.shape:
+            self._ema = mask_small.astype(np.float32)
+            self._mask_shape = mask_small.shape
         else:
-            cv2.accumulateWeighted(mask, self._ema, alpha)
-        return cv2.convertScaleAbs(self._ema, dst=mask)  # values are >= 0: abs is a no-op
+            cv2.accumulateWeighted(mask_small, self._ema, alpha)
+        return self._ema
 
     def _threshold(self, mask: np.ndarray) -> np.ndarray:
         if self._ramp is None:
@@ -244,13 +253,20 @@ class MaskRefiner:
         scale, offset = self._ramp
         return cv2.addWeighted(mask, scale, mask, 0.0, offset, dst=mask)  # saturating
 
-    def _guided(self, mask: np.ndarray) -> np.ndarray:
-        """Fast guided filter (He & Sun 2015): coefficients at low resolution, applied at work size."""
+    def _guided(self, mask_small: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Fast guided filter (He & Sun 2015): coefficients at low resolution, applied at work size.
+
+        The mask goes to the low resolution straight from the model's (its only use here), and the
+        threshold ramp is folded into the coefficients: ramp(a I + b) = (s a) I + (s b + o), so the
+        one full-size pass left is q = a I + b, saturated to uint8 as it is stored in `out`."""
         g, box, eps = self._g_low, self._box, self._eps
         lw, lh = self._low_size
-        cv2.resize(self._guide, (lw, lh), dst=g["I"], interpolation=cv2.INTER_AREA)
-        cv2.resize(mask, (lw, lh), dst=self._tmp[:lh, :lw], interpolation=cv2.INTER_AREA)
-        np.copyto(g["p"], self._tmp[:lh, :lw])
+        cv2.resize(self._guide_gray, (lw, lh), dst=self._gray_low, interpolation=cv2.INTER_AREA)
+        np.copyto(g["I"], self._gray_low)
+        if mask_small.dtype == np.float32:
+            cv2.resize(mask_small, (lw, lh), dst=g["p"], interpolation=cv2.INTER_LINEAR)
+        else:   # no EMA: the uint8 mask as it came (cv2.resize writes its own type only)
+            np.copyto(g["p"], cv2.resize(mask_small, (lw, lh), dst=self._p_low, interpolation=cv2.INTER_LINEAR))
         cv2.boxFilter(g["I"], -1, box, dst=g["mI"], borderType=cv2.BORDER_REFLECT)
         cv2.boxFilter(g["p"], -1, box, dst=g["mp"], borderType=cv2.BORDER_REFLECT)
         cv2.multiply(g["I"], g["I"], dst=g["t"])
@@ -265,16 +281,17 @@ class MaskRefiner:
         cv2.divide(g["a"], g["var"], dst=g["a"])             # a = cov / (var + eps)
         cv2.multiply(g["a"], g["mI"], dst=g["t"])
         cv2.subtract(g["mp"], g["t"], dst=g["b"])            # b = mean_p - a mean_I
-        cv2.boxFilter(g["a"], -1, box, dst=g["t"], borderType=cv2.BORDER_REFLECT)
+        scale, offset = self._ramp or (1.0, 0.0)
         ww, wh = self._work_size
+        cv2.boxFilter(g["a"], -1, box, dst=g["t"], borderType=cv2.BORDER_REFLECT)
+        cv2.multiply(g["t"], scale, dst=g["t"])
         cv2.resize(g["t"], (ww, wh), dst=self._a_up, interpolation=cv2.INTER_LINEAR)
         cv2.boxFilter(g["b"], -1, box, dst=g["t"], borderType=cv2.BORDER_REFLECT)
+        cv2.addWeighted(g["t"], scale, g["t"], 0.0, offset, dst=g["t"])
         cv2.resize(g["t"], (ww, wh), dst=self._b_up, interpolation=cv2.INTER_LINEAR)
-        cv2.multiply(self._a_up, self._guide, dst=self._q)
-        cv2.add(self._q, self._b_up, dst=self._q)
-        # float -> uint8 saturates below 0 and above 255 (convertScaleAbs would mirror negatives)
-        cv2.max(self._q, 0.0, dst=self._q)
-        return cv2.convertScaleAbs(self._q, dst=mask)
+        cv2.multiply(self._a_up, self._guide_gray, dst=self._a_up, dtype=cv2.CV_32F)
+        # float -> uint8 with saturation below 0 and above 255, in the add itself
+        return cv2.add(self._a_up, self._b_up, dst=out, dtype=cv2.CV_8U)
 
     def _bilateral_stage(self, mask: np.ndarray) -> np.ndarray:
         lw, lh = self._low_size
@@ -293,8 +310,6 @@ class MaskRefiner:
             # box-filtered anyway; at exactly 2x both average the same 2x2 pixels.
             cv2.resize(frame_bgr, (ww, wh), dst=self._guide_small, interpolation=cv2.INTER_LINEAR)
             cv2.cvtColor(self._guide_small, cv2.COLOR_BGR2GRAY, dst=self._guide_gray)
-        if self.config.edge == "guided":
-            np.copyto(self._guide, self._guide_gray)
 
     # -- the verb ----------------------------------------------------------------------------
     def refine(self, mask_small: np.ndarray, frame_bgr: np.ndarray) -> np.ndarray:
@@ -314,12 +329,18 @@ class MaskRefiner:
         if self._frame_size != (width, height):
             self._allocate(width, height)
         cfg = self.config
-        m = cv2.resize(mask_small, self._work_size, dst=self._up, interpolation=cv2.INTER_LINEAR)
-        m = self._temporal(m)
-        if cfg.edge != "off":
+        smooth = self._temporal(mask_small)
+        if cfg.edge == "guided":
             self._prepare_guide(frame_bgr)
-            m = self._guided(m) if cfg.edge == "guided" else self._bilateral_stage(m)
-        m = self._threshold(m)
+            m = self._guided(smooth, self._up)      # the threshold ramp included
+        else:
+            if smooth.dtype == np.float32:
+                smooth = cv2.convertScaleAbs(smooth)   # the average back to uint8 (values >= 0)
+            m = cv2.resize(smooth, self._work_size, dst=self._up, interpolation=cv2.INTER_LINEAR)
+            if cfg.edge == "bilateral":
+                self._prepare_guide(frame_bgr)
+                m = self._bilateral_stage(m)
+            m = self._threshold(m)
         if self._erode_kernel is not None:
             cv2.erode(m, self._erode_kernel, dst=self._tmp)
             np.copyto(m, self._tmp)

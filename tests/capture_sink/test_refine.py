@@ -91,6 +91,34 @@ def test_ema_converges_to_the_new_mask() -> None:
     assert seen[-1] >= 254                        # 255 * (1 - 0.5**10), rounded
 
 
+@pytest.mark.parametrize("edge", ["guided", "off", "bilateral"])
+def test_a_mask_of_another_grid_restarts_the_average(edge: str) -> None:
+    """selfie-auto answers 256x144 for wide frames and 256x256 for the rest: when the camera's
+    shape changes, the average starts again from the new grid's mask."""
+    frame, wide = edge_scene()
+    square = cv2.resize(wide, (256, 256), interpolation=cv2.INTER_NEAREST)
+    refiner = MaskRefiner(RefineConfig(edge=edge, ema_alpha=0.3))
+    refiner.refine(np.zeros((144, 256), np.uint8), frame)
+    got = refiner.refine(square, frame)
+    np.testing.assert_array_equal(got, MaskRefiner(RefineConfig(edge=edge, ema_alpha=0.3)).refine(square, frame))
+
+
+def test_the_average_held_at_model_size_matches_averaging_the_upsampled_masks() -> None:
+    """Averaging before the upsample equals averaging after it (both linear), within rounding.
+    (Measured: 1.40 levels at most on these masks.)"""
+    frame, mask = edge_scene()
+    rng = np.random.default_rng(1)
+    masks = [np.clip(mask.astype(np.int16) + rng.integers(-40, 40, mask.shape), 0, 255).astype(np.uint8)
+             for _ in range(6)]
+    refiner = MaskRefiner(RefineConfig(edge="off", feather=1.0, ema_alpha=0.4, work_max_side=0))
+    ema = None
+    for m in masks:
+        got = refiner.refine(m, frame)
+        up = cv2.resize(m, (W, H), interpolation=cv2.INTER_LINEAR).astype(np.float64)
+        ema = up if ema is None else 0.4 * up + 0.6 * ema
+    assert np.abs(got.astype(np.float64) - ema).max() <= 1.5     # two uint8 roundings: average, upsample
+
+
 def test_reset_forgets_the_average() -> None:
     frame, _ = edge_scene()
     refiner = MaskRefiner(RefineConfig(edge="off", feather=1.0, ema_alpha=0.2))
