@@ -191,3 +191,18 @@ def test_aspect_spec_stretches_wide_frames_onto_16_9_and_the_rest_onto_the_squar
 def test_aspect_spec_accepts_exactly_its_two_grids():
     assert AUTO.accepts(256, 256) and AUTO.accepts(256, 144)
     assert not AUTO.accepts(144, 256) and not AUTO.accepts(256, 145) and not AUTO.accepts(320, 180)
+
+
+@pytest.mark.parametrize("frame_size, grid", [((1280, 720), (256, 144)), ((2560, 1440), (256, 144)),
+                                              ((1024, 768), (256, 256)), ((512, 512), (256, 256)),
+                                              ((768, 720), (256, 144))])
+def test_whole_number_factors_subsample_exactly_as_the_warp(frame_size, grid):
+    """The fast path (a subsample) gives the warp's bytes, and MediaPipe's rule's values."""
+    width, height = frame_size
+    frame = np.random.default_rng(height).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    got = prepare_input(frame, InputSpec(*grid, "stretch"), bgr=False)
+    warped = cv2.warpAffine(frame, np.array([[width / grid[0], 0, 0], [0, height / grid[1], 0]]), grid,
+                            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+    np.testing.assert_array_equal(got, warped)
+    np.testing.assert_array_equal(got, frame[::height // grid[1], ::width // grid[0]])
+    assert np.abs(got - mediapipe_stretch_exact(frame, *grid)).max() < 1e-9
