@@ -1,5 +1,8 @@
 """A V4L2 webcam through OpenCV: MJPG requested before the size, one driver buffer, the granted
-format logged; a webcam delivers what its driver granted, which `.width/.height/.fps` report."""
+format logged; a webcam delivers what its driver granted, which `.width/.height/.fps` report.
+
+OpenCV hands over a granted MJPG stream's JPEGs undecoded (CAP_PROP_CONVERT_RGB off) and the
+sink's JpegDecoder decodes them, as it does an MJPEG file's: cheaper than OpenCV's own decode."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import numpy as np
 from capture_sink.v4l2_ioctl import fourcc_name
 
 from .base import SOURCES, CaptureError, Source
+from .jpeg import JpegDecoder
 
 # A webcam that fails this many reads in a row is gone (unplugged, taken by another app).
 CAMERA_MAX_FAILED_READS = 30
@@ -42,6 +46,19 @@ def camera_error(device: str, cameras: list[str]) -> CaptureError:
                         f"it is busy in another app (close it) or not a capture device (try another one)")
 
 
+def camera_image(read: np.ndarray | None, decoder: JpegDecoder) -> np.ndarray | None:
+    """The BGR image of one camera read: as OpenCV converted it, or its raw JPEG decoded.
+
+    None for an empty read or a JPEG that would not decode (the decoder logs it); the caller
+    counts it as a failed read.
+    """
+    if read is None or read.size == 0:
+        return None
+    if read.ndim == 3 and read.shape[2] == 3:
+        return read
+    return decoder.decode(read)
+
+
 class CameraSource(Source):
     """A V4L2 webcam through OpenCV."""
 
@@ -62,16 +79,21 @@ class CameraSource(Source):
         cap.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
         cap.set(cv2.CAP_PROP_FPS, fps)
         cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # the driver keeps one buffer: no stale backlog
+        granted_fourcc = fourcc_name(int(cap.get(cv2.CAP_PROP_FOURCC)))
+        # JPEGs undecoded, for JpegDecoder; any other granted format OpenCV converts to BGR itself.
+        raw_jpeg = granted_fourcc.upper() in ("MJPG", "JPEG") and cap.set(cv2.CAP_PROP_CONVERT_RGB, 0)
+        self._decoder = JpegDecoder()
         ok, first = cap.read()
-        if not ok or first is None:
+        first = camera_image(first, self._decoder) if ok else None
+        if first is None:
             cap.release()
             raise camera_error(path, cameras)
-        granted_fourcc = fourcc_name(int(cap.get(cv2.CAP_PROP_FOURCC)))
         granted_fps = cap.get(cv2.CAP_PROP_FPS) or fps
         gh, gw = first.shape[:2]
-        logger.info("I: camera %s granted %dx%d @ %.1f fps %s (requested %dx%d @ %.1f MJPG, buffers %s)",
+        logger.info("I: camera %s granted %dx%d @ %.1f fps %s (requested %dx%d @ %.1f MJPG, buffers %s)%s",
                     path, gw, gh, granted_fps, granted_fourcc, width, height, fps,
-                    int(cap.get(cv2.CAP_PROP_BUFFERSIZE)))
+                    int(cap.get(cv2.CAP_PROP_BUFFERSIZE)),
+                    f", JPEGs decoded by {self._decoder.library}" if raw_jpeg else "")
         if (gw, gh) != (width, height):
             logger.warning("W: camera %s gives %dx%d, not the requested %dx%d: the sink uses %dx%d",
                            path, gw, gh, width, height, gw, gh)
@@ -83,7 +105,8 @@ class CameraSource(Source):
     def _grab(self) -> np.ndarray | None:
         while not self._stop.is_set():
             ok, image = self._cap.read()  # blocks until the camera delivers; releases the GIL
-            if ok and image is not None:
+            image = camera_image(image, self._decoder) if ok else None
+            if image is not None:
                 self._failed = 0
                 return image
             self._failed += 1
