@@ -24,8 +24,8 @@ _SCALE = 1.0 / 255.0
 class Compositor:
     """Blends a foreground over a background through an alpha mask.
 
-    Buffers are sized on the first call and reused; `composite` returns the same output buffer
-    every time, so consume (write or copy) the result before the next call.
+    Scratch buffers are sized on the first call and reused; the result is a fresh array each call,
+    handed out read-only, so the writers keep it without copying (capture_sink/steady_writer.py).
     """
 
     def __init__(self) -> None:
@@ -36,7 +36,6 @@ class Compositor:
         self._inverse3 = np.empty(shape, np.uint8)
         self._fg_part = np.empty(shape, np.uint8)
         self._bg_part = np.empty(shape, np.uint8)
-        self._out = np.empty(shape, np.uint8)
         self._shape = shape
 
     def composite(self, fg_bgr: np.ndarray, bg_bgr: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -47,8 +46,8 @@ class Compositor:
             bg_bgr: uint8 (H, W, 3), the background of the same size.
             alpha: uint8 (H, W), 255 = foreground, 0 = background.
         Returns:
-            uint8 (H, W, 3); the compositor's own buffer, or `fg_bgr` itself when the
-            foreground and background are the same array (nothing to blend).
+            uint8 (H, W, 3), a new read-only array; or `fg_bgr` itself when the foreground and
+            background are the same array (nothing to blend).
         """
         if fg_bgr.shape != bg_bgr.shape or alpha.shape != fg_bgr.shape[:2]:
             raise ValueError(f"composite needs equal sizes: fg {fg_bgr.shape}, bg {bg_bgr.shape}, "
@@ -60,8 +59,9 @@ class Compositor:
         ops = library.load()
         if ops is not None and library.accepts(fg_bgr, bg_bgr, alpha):
             def native() -> np.ndarray:
-                ops.composite(fg_bgr, bg_bgr, alpha, self._out)
-                return self._out
+                out = np.empty(fg_bgr.shape, np.uint8)
+                ops.composite(fg_bgr, bg_bgr, alpha, out)
+                return _handed_out(out)
             if choice.use_native("composite", fg_bgr.shape[:2], ops.isa,
                                  lambda: self._composite_opencv(fg_bgr, bg_bgr, alpha), native):
                 return native()
@@ -78,4 +78,10 @@ class Compositor:
         cv2.bitwise_not(self._alpha3, dst=self._inverse3)  # 255 - a
         cv2.multiply(fg_bgr, self._alpha3, dst=self._fg_part, scale=_SCALE)
         cv2.multiply(bg_bgr, self._inverse3, dst=self._bg_part, scale=_SCALE)
-        return cv2.add(self._fg_part, self._bg_part, dst=self._out)
+        return _handed_out(cv2.add(self._fg_part, self._bg_part, dst=np.empty(fg_bgr.shape, np.uint8)))
+
+
+def _handed_out(out: np.ndarray) -> np.ndarray:
+    """`out`, read-only from now on: the writers keep it by reference."""
+    out.flags.writeable = False
+    return out

@@ -108,7 +108,7 @@ class Hologram(Effect):
         self._gain_tmp = np.empty((self._full_periods, length, width), np.float32)
         self._tail_tmp = np.empty((self._tail_length, width), np.float32)
         self._banded_rows = np.flatnonzero(np.arange(height) % period < length) if length else np.empty(0, np.intp)
-        self._native_out: np.ndarray | None = None   # the fused pass's buffers, made on first use
+        self._native_ready = False   # the fused pass's LUT and weights made (on first use)
         self._shape = (height, width)
 
     def _scale_bands(self, plane: np.ndarray) -> None:
@@ -183,9 +183,9 @@ class Hologram(Effect):
                           alpha: np.ndarray | None) -> np.ndarray:
         height, width = self._shape
         s = self.shift
-        if self._native_out is None:
+        if not self._native_ready:
             self._native_lut = np.ascontiguousarray(self._full_lut)
-            self._native_out = np.empty((height, width, 3), np.uint8)
+            self._native_ready = True
             self._weights = np.empty((height, 3), np.uint16)
             self._row_gain = np.ones(height + 2 * s, np.float32)   # the tint's gain per row, 0 outside
             self._row_gain[:s] = 0.0
@@ -197,6 +197,9 @@ class Hologram(Effect):
                          for weight, offset in zip(GHOST_WEIGHTS, (0, s, 2 * s))], axis=1)
         self._weights[:] = np.minimum(np.rint(rows * 65536.0), 65535.0)
         gain[s + self._banded_rows] = 1.0
-        ops.hologram_composite(frame_bgr, self._native_lut, s, self._weights, background, alpha,
-                               self._native_out)
-        return self._native_out
+        # A fresh output each frame, handed out read-only: the writers keep it without a copy
+        # (capture_sink/steady_writer.py); glibc reuses the freed frames, so this costs no page faults.
+        out = np.empty((height, width, 3), np.uint8)
+        ops.hologram_composite(frame_bgr, self._native_lut, s, self._weights, background, alpha, out)
+        out.flags.writeable = False
+        return out

@@ -51,11 +51,17 @@ def test_every_alpha_level_blends_right() -> None:
     assert out[0, 0, 0] == 3 and out[0, -1, 0] == 250
 
 
-def test_buffers_are_reused_and_resized(images) -> None:
+def test_each_result_is_a_fresh_read_only_frame_and_sizes_change(images) -> None:
+    """The writers keep a read-only frame by reference: a later composite must not write into it."""
     fg, bg, alpha = images
     compositor = Compositor()
     first = compositor.composite(fg, bg, alpha)
-    assert compositor.composite(fg, bg, alpha) is first
+    kept = first.copy()
+    second = compositor.composite(bg, fg, alpha)
+    assert second is not first and not first.flags.writeable and not second.flags.writeable
+    np.testing.assert_array_equal(first, kept)
+    with pytest.raises(ValueError):
+        first[0, 0, 0] = 1
     small = compositor.composite(fg[:10, :20].copy(), bg[:10, :20].copy(), alpha[:10, :20].copy())
     assert small.shape == (10, 20, 3)
 

@@ -136,7 +136,7 @@ def test_forced_on_skips_the_timing_and_uses_the_native_pass(monkeypatch):
     effect = create_effect("hologram", seed=3)
     assert not effect.fuses_composite               # nothing decided before the first frame
     out = effect.composite(frame, background, alpha, Compositor())
-    assert out is effect._native_out and effect.fuses_composite
+    assert effect.fuses_composite and not out.flags.writeable   # the fused pass's fresh, read-only frame
     assert choice.decisions() == {f"hologram+composite 160x120 {library.load().isa}": True}
 
 

@@ -400,6 +400,40 @@ def test_submit_copies_the_frame():
     assert all(np.array_equal(f, solid(7)) for f in output.frames)
 
 
+class IdentityOutput(RecordingOutput):
+    """Records which array objects it was handed, not copies."""
+
+    KEY = "identity"
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.handed: list[np.ndarray] = []
+
+    def write(self, frame_bgr: np.ndarray) -> None:
+        self.handed.append(frame_bgr)
+        super().write(frame_bgr)
+
+
+def test_read_only_frames_are_kept_by_reference_and_writeable_ones_copied():
+    """A read-only frame (the effects' fresh output) is written as is, no 2.7 MB copy per writer;
+    copies made for writeable frames never land in the buffer the thread is writing."""
+    output = IdentityOutput(width=W, height=H, fps=50)
+    shared = solid(40)
+    shared.flags.writeable = False
+    with SteadyWriter(output, fps=50, start_black=False) as steady:
+        steady.submit(shared)
+        time.sleep(0.1)
+        for value in range(1, 30):                 # writeable frames, faster than the writer
+            steady.submit(solid(value))
+            time.sleep(0.003)
+        time.sleep(0.1)
+    assert any(f is shared for f in output.handed)                   # written as is
+    assert output.handed[-1] is not shared and np.array_equal(output.handed[-1], solid(29))
+    later = [int(f[0, 0, 0]) for f in output.frames if int(f[0, 0, 0]) != 40]
+    assert later == sorted(later) and later[-1] == 29                # newest last, none torn or old
+    assert all(len(np.unique(f)) == 1 for f in output.frames)        # every frame whole
+
+
 def test_steady_writer_reports_a_failed_output():
     output = RecordingOutput(width=W, height=H, fps=50, fail_after=2)
     steady = SteadyWriter(output, fps=50).start()
