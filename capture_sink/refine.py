@@ -41,6 +41,8 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from capture_sink.native import choice, library
+
 logger = logging.getLogger(__name__)
 
 EdgeMode = Literal["off", "guided", "bilateral"]
@@ -353,6 +355,23 @@ class MaskRefiner:
         if self._work_size == (width, height):
             np.copyto(self._out, m)
             return self._out
+        return self._to_frame_size(m)
+
+    def _to_frame_size(self, m: np.ndarray) -> np.ndarray:
+        """The work-size alpha scaled up to the frame (bilinear); at exactly 2x by the sink's native
+        pass where it is faster on this CPU (5x OpenCV's 1-channel resize at 720p, exactly rounded)."""
+        height, width = self._out.shape
+        ops = library.load()
+        if ops is not None and (width, height) == (2 * m.shape[1], 2 * m.shape[0]) and m.strides[1] == 1:
+            def native() -> np.ndarray:
+                ops.upsample2x(m, self._out)
+                return self._out
+
+            def stock() -> np.ndarray:
+                return cv2.resize(m, (width, height), dst=self._out, interpolation=cv2.INTER_LINEAR)
+
+            if choice.use_native("alpha upsample 2x", (height, width), ops.isa, stock, native):
+                return native()
         return cv2.resize(m, (width, height), dst=self._out, interpolation=cv2.INTER_LINEAR)
 
 

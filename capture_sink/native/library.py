@@ -61,7 +61,9 @@ class FrameOps:
         self._composite = getattr(lib, f"hc_composite_{isa}")
         self._composite.argtypes = [_c_u8, _c_ssize, _c_int, _c_int, _c_u8, _c_ssize, _c_u8, _c_ssize,
                                     _c_u8, _c_ssize]
-        for fn in (self._hologram, self._composite):
+        self._upsample2x = getattr(lib, f"hc_upsample2x_{isa}")
+        self._upsample2x.argtypes = [_c_u8, _c_ssize, _c_int, _c_int, _c_u8, _c_ssize]
+        for fn in (self._hologram, self._composite, self._upsample2x):
             fn.restype = ctypes.c_int
 
     def hologram_composite(self, frame: np.ndarray, lut: np.ndarray, shift: int, weights: np.ndarray,
@@ -92,6 +94,16 @@ class FrameOps:
         _bgr(out, "out", (h, w))
         _check(self._composite(_ptr(fg), fg.strides[0], h, w, _ptr(bg), bg.strides[0], _ptr(alpha),
                                alpha.strides[0], _ptr(out), out.strides[0]))
+
+
+    def upsample2x(self, src: np.ndarray, out: np.ndarray) -> None:
+        """out = src scaled up exactly 2x, bilinear (OpenCV's INTER_LINEAR, exactly rounded)."""
+        h, w = src.shape[:2] if src.ndim == 2 else (0, 0)
+        _gray(src, "src", (h, w))
+        _gray(out, "out", (2 * h, 2 * w))
+        if w > MAX_WIDTH:
+            raise ValueError(f"src is {w} pixels wide: the native passes take at most {MAX_WIDTH}")
+        _check(self._upsample2x(_ptr(src), src.strides[0], h, w, _ptr(out), out.strides[0]))
 
 
 def _check(status: int) -> None:

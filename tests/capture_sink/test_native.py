@@ -91,7 +91,7 @@ def test_the_tint_is_the_colormap_of_the_luma_with_zero_beyond_the_frame(isa):
     frame, _, _ = _scene(97, 131)
     lut = np.ascontiguousarray(create_effect("hologram")._full_lut)
     b, g, r = (frame[..., c].astype(np.int64) for c in range(3))
-    gray = (b * 1868 + g * 9617 + r * 4899 + 8192) >> 14      # frame_ops.c's BT.601 luma
+    gray = (b * 29 + g * 150 + r * 77 + 128) >> 8              # frame_ops.c's BT.601 luma
     assert np.abs(gray - cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)).max() <= 1   # OpenCV's, within a level
     out = np.empty_like(frame)
     centre = np.zeros((97, 3), np.uint16)
@@ -199,3 +199,58 @@ def test_the_sink_takes_the_faster_path_on_real_frames():
     effect.composite(frame, background, alpha, compositor)
     made = choice.decisions()
     assert set(made) >= {f"hologram+composite 640x360 {ops.isa}"}
+
+
+def _bilinear_2x_exact(src: np.ndarray) -> np.ndarray:
+    """INTER_LINEAR at 2x in float64 (pixel centres aligned, borders repeated), rounded half up."""
+    h, w = src.shape
+    s = src.astype(np.float64)
+
+    def taps(n: int):
+        pos = (np.arange(2 * n) + 0.5) / 2 - 0.5
+        lo = np.floor(pos).astype(int)
+        return np.clip(lo, 0, n - 1), np.clip(lo + 1, 0, n - 1), pos - lo
+    y0, y1, fy = taps(h)
+    x0, x1, fx = taps(w)
+    fy, fx = fy[:, None], fx[None, :]
+    out = (s[y0][:, x0] * (1 - fy) * (1 - fx) + s[y0][:, x1] * (1 - fy) * fx
+           + s[y1][:, x0] * fy * (1 - fx) + s[y1][:, x1] * fy * fx)
+    return np.floor(out + 0.5).astype(np.uint8)
+
+
+@pytest.mark.parametrize("isa", library.runnable_isas())
+@pytest.mark.parametrize("shape", [(360, 640), (45, 77), (1, 1), (2, 3)])
+def test_the_alpha_upsample_is_opencvs_bilinear_exactly_rounded(isa, shape):
+    ops = library.build_for(isa)
+    rng = np.random.default_rng(shape[0])
+    src = rng.integers(0, 256, shape, np.uint8)
+    src[: shape[0] // 2] = 0                                    # a hidden region stays exactly 0 (fail closed)
+    out = np.full((2 * shape[0], 2 * shape[1]), 77, np.uint8)
+    ops.upsample2x(src, out)
+    np.testing.assert_array_equal(out, _bilinear_2x_exact(src))
+    opencv = cv2.resize(src, (2 * shape[1], 2 * shape[0]), interpolation=cv2.INTER_LINEAR)
+    assert np.abs(out.astype(int) - opencv).max() <= 1          # OpenCV truncates on the way
+    if shape[0] > 3:
+        assert not out[: 2 * (shape[0] // 2) - 1].any()           # rows that read only hidden rows
+
+
+def test_the_alpha_upsample_refuses_buffers_of_the_wrong_size():
+    ops = library.load()
+    with pytest.raises(ValueError, match="out must be a uint8"):
+        ops.upsample2x(np.zeros((10, 20), np.uint8), np.zeros((20, 41), np.uint8))
+    with pytest.raises(ValueError, match="src must be a uint8"):
+        ops.upsample2x(np.zeros((10, 20, 3), np.uint8), np.zeros((20, 40), np.uint8))
+
+
+def test_the_refiner_scales_its_alpha_up_with_the_faster_path(monkeypatch):
+    from capture_sink.refine import MaskRefiner
+    monkeypatch.setenv(library.ENABLE_ENV, "1")
+    frame, _, _ = _scene(720, 1280)
+    mask = np.zeros((144, 256), np.uint8)
+    mask[20:140, 80:180] = 255
+    refiner = MaskRefiner()
+    alpha = refiner.refine(mask, frame)
+    assert alpha.shape == (720, 1280)
+    ops = library.load()
+    assert choice.decisions().get(f"alpha upsample 2x 1280x720 {ops.isa}") is True
+    assert alpha[:, :300].max() == 0 and alpha[200:600, 500:800].min() > 200   # hidden stays hidden
