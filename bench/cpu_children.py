@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sys
 import threading
 import time
@@ -79,7 +80,7 @@ class OursChild:
         time.sleep(warmup_s)
         counters0, sent0 = dict(app.stats.counters), dispatcher.stats()["sent"]
         t0, sink0, seg0 = time.monotonic(), cpu_seconds(), cpu_seconds(self.segmenter.pid)
-        threads0 = thread_cpu_seconds()
+        threads0, faults0 = thread_cpu_seconds(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         inference: dict[int, float] = {}
         end = t0 + seconds
         while time.monotonic() < end:
@@ -88,7 +89,7 @@ class OursChild:
                 inference[result.seq] = result.inference_ms
             time.sleep(0.01)
         t1, sink1, seg1 = time.monotonic(), cpu_seconds(), cpu_seconds(self.segmenter.pid)
-        threads1 = thread_cpu_seconds()
+        threads1, faults1 = thread_cpu_seconds(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         counters = {k: v - counters0.get(k, 0) for k, v in app.stats.counters.items()}
         sent = dispatcher.stats()["sent"] - sent0
         frames, wall = counters.get("frames", 0), t1 - t0
@@ -106,6 +107,8 @@ class OursChild:
                          "segmenter": round(100 * (seg1 - seg0) / wall, 1),
                          "total": round(100 * (sink1 - sink0 + seg1 - seg0) / wall, 1)},
             "sink_threads_ms_per_frame": {k: per_frame(v) for k, v in sorted(by_thread.items(), key=lambda kv: -kv[1])},
+            # page faults of the sink: fresh frame buffers must come back from malloc's free lists
+            "sink_minor_faults_per_frame": round((faults1 - faults0) / max(frames, 1), 1),
             "inferences_per_frame": round(sent / max(frames, 1), 3),
             "inference_ms_live_median": round(float(np.median(list(inference.values()))), 3) if inference else None,
             "masks": {k: counters.get(k, 0) for k in ("own_mask", "older_mask", "still_mask", "no_mask")},

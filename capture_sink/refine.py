@@ -358,19 +358,22 @@ class MaskRefiner:
         return self._to_frame_size(m)
 
     def _to_frame_size(self, m: np.ndarray) -> np.ndarray:
-        """The work-size alpha scaled up to the frame (bilinear); at exactly 2x by the sink's native
-        pass where it is faster on this CPU (5x OpenCV's 1-channel resize at 720p, exactly rounded)."""
+        """The work-size alpha scaled up to the frame (bilinear); by a whole factor (2x at 720p, 3x at
+        1080p) with the sink's native pass where that is faster on this CPU (5x OpenCV's 1-channel
+        resize here)."""
         height, width = self._out.shape
+        factor = height // m.shape[0]
         ops = library.load()
-        if ops is not None and (width, height) == (2 * m.shape[1], 2 * m.shape[0]) and m.strides[1] == 1:
+        if (ops is not None and factor in library.UPSAMPLE_FACTORS and m.strides[1] == 1
+                and (width, height) == (factor * m.shape[1], factor * m.shape[0])):
             def native() -> np.ndarray:
-                ops.upsample2x(m, self._out)
+                ops.upsample(m, self._out)
                 return self._out
 
             def stock() -> np.ndarray:
                 return cv2.resize(m, (width, height), dst=self._out, interpolation=cv2.INTER_LINEAR)
 
-            if choice.use_native("alpha upsample 2x", (height, width), ops.isa, stock, native):
+            if choice.use_native(f"alpha upsample {factor}x", (height, width), ops.isa, stock, native):
                 return native()
         return cv2.resize(m, (width, height), dst=self._out, interpolation=cv2.INTER_LINEAR)
 

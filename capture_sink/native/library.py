@@ -50,6 +50,9 @@ def mode() -> str:
     raise NativeError(f"{ENABLE_ENV}={value!r} is invalid: use 0 (OpenCV only), 1 (native always) or unset (auto)")
 
 
+UPSAMPLE_FACTORS = (2, 3, 4)   # hc_upsample's whole factors
+
+
 class FrameOps:
     """The native passes of one build, called with NumPy arrays (checked before the call)."""
 
@@ -61,9 +64,9 @@ class FrameOps:
         self._composite = getattr(lib, f"hc_composite_{isa}")
         self._composite.argtypes = [_c_u8, _c_ssize, _c_int, _c_int, _c_u8, _c_ssize, _c_u8, _c_ssize,
                                     _c_u8, _c_ssize]
-        self._upsample2x = getattr(lib, f"hc_upsample2x_{isa}")
-        self._upsample2x.argtypes = [_c_u8, _c_ssize, _c_int, _c_int, _c_u8, _c_ssize]
-        for fn in (self._hologram, self._composite, self._upsample2x):
+        self._upsample = getattr(lib, f"hc_upsample_{isa}")
+        self._upsample.argtypes = [_c_u8, _c_ssize, _c_int, _c_int, _c_int, _c_u8, _c_ssize]
+        for fn in (self._hologram, self._composite, self._upsample):
             fn.restype = ctypes.c_int
 
     def hologram_composite(self, frame: np.ndarray, lut: np.ndarray, shift: int, weights: np.ndarray,
@@ -96,14 +99,18 @@ class FrameOps:
                                alpha.strides[0], _ptr(out), out.strides[0]))
 
 
-    def upsample2x(self, src: np.ndarray, out: np.ndarray) -> None:
-        """out = src scaled up exactly 2x, bilinear (OpenCV's INTER_LINEAR, exactly rounded)."""
+    def upsample(self, src: np.ndarray, out: np.ndarray) -> None:
+        """out = src scaled up by the whole factor (2, 3 or 4) that `out` is larger, bilinear
+        (OpenCV's INTER_LINEAR; exactly rounded at 2x, within a level at 3x and 4x)."""
         h, w = src.shape[:2] if src.ndim == 2 else (0, 0)
         _gray(src, "src", (h, w))
-        _gray(out, "out", (2 * h, 2 * w))
+        k = out.shape[0] // h if out.ndim == 2 and h else 0
+        if k not in UPSAMPLE_FACTORS:
+            raise ValueError(f"upsample scales by 2, 3 or 4: out {out.shape} is not that multiple of src {src.shape}")
+        _gray(out, "out", (k * h, k * w))
         if w > MAX_WIDTH:
             raise ValueError(f"src is {w} pixels wide: the native passes take at most {MAX_WIDTH}")
-        _check(self._upsample2x(_ptr(src), src.strides[0], h, w, _ptr(out), out.strides[0]))
+        _check(self._upsample(_ptr(src), src.strides[0], h, w, k, _ptr(out), out.strides[0]))
 
 
 def _check(status: int) -> None:

@@ -201,56 +201,67 @@ def test_the_sink_takes_the_faster_path_on_real_frames():
     assert set(made) >= {f"hologram+composite 640x360 {ops.isa}"}
 
 
-def _bilinear_2x_exact(src: np.ndarray) -> np.ndarray:
-    """INTER_LINEAR at 2x in float64 (pixel centres aligned, borders repeated), rounded half up."""
+def _bilinear_exact(src: np.ndarray, k: int) -> np.ndarray:
+    """INTER_LINEAR at a whole factor k in float64 (pixel centres aligned, borders repeated)."""
     h, w = src.shape
     s = src.astype(np.float64)
 
     def taps(n: int):
-        pos = (np.arange(2 * n) + 0.5) / 2 - 0.5
+        pos = (np.arange(k * n) + 0.5) / k - 0.5
         lo = np.floor(pos).astype(int)
         return np.clip(lo, 0, n - 1), np.clip(lo + 1, 0, n - 1), pos - lo
     y0, y1, fy = taps(h)
     x0, x1, fx = taps(w)
     fy, fx = fy[:, None], fx[None, :]
-    out = (s[y0][:, x0] * (1 - fy) * (1 - fx) + s[y0][:, x1] * (1 - fy) * fx
-           + s[y1][:, x0] * fy * (1 - fx) + s[y1][:, x1] * fy * fx)
-    return np.floor(out + 0.5).astype(np.uint8)
+    return (s[y0][:, x0] * (1 - fy) * (1 - fx) + s[y0][:, x1] * (1 - fy) * fx
+            + s[y1][:, x0] * fy * (1 - fx) + s[y1][:, x1] * fy * fx)
 
 
 @pytest.mark.parametrize("isa", library.runnable_isas())
+@pytest.mark.parametrize("k", [2, 3, 4])
 @pytest.mark.parametrize("shape", [(360, 640), (45, 77), (1, 1), (2, 3)])
-def test_the_alpha_upsample_is_opencvs_bilinear_exactly_rounded(isa, shape):
+def test_the_alpha_upsample_is_opencvs_bilinear(isa, k, shape):
+    """Exactly rounded at 2x, within a level of exact at 3x and 4x; within a level of OpenCV,
+    which truncates on the way; zeros stay exactly zero (the mask hides: fail closed)."""
     ops = library.build_for(isa)
-    rng = np.random.default_rng(shape[0])
+    rng = np.random.default_rng(shape[0] + k)
     src = rng.integers(0, 256, shape, np.uint8)
-    src[: shape[0] // 2] = 0                                    # a hidden region stays exactly 0 (fail closed)
-    out = np.full((2 * shape[0], 2 * shape[1]), 77, np.uint8)
-    ops.upsample2x(src, out)
-    np.testing.assert_array_equal(out, _bilinear_2x_exact(src))
-    opencv = cv2.resize(src, (2 * shape[1], 2 * shape[0]), interpolation=cv2.INTER_LINEAR)
-    assert np.abs(out.astype(int) - opencv).max() <= 1          # OpenCV truncates on the way
-    if shape[0] > 3:
-        assert not out[: 2 * (shape[0] // 2) - 1].any()           # rows that read only hidden rows
+    src[: shape[0] // 2] = 0                                    # a hidden region (fail closed)
+    out = np.full((k * shape[0], k * shape[1]), 77, np.uint8)
+    ops.upsample(src, out)
+    exact = _bilinear_exact(src, k)
+    if k == 2:
+        np.testing.assert_array_equal(out, np.floor(exact + 0.5).astype(np.uint8))
+    else:
+        assert np.abs(out - exact).max() < 1.0
+    opencv = cv2.resize(src, (k * shape[1], k * shape[0]), interpolation=cv2.INTER_LINEAR)
+    assert np.abs(out.astype(int) - opencv).max() <= 1
+    hidden_rows = k * (shape[0] // 2) - k // 2 - 1               # output rows that read hidden rows only
+    if hidden_rows > 0:
+        assert not out[:hidden_rows].any()
 
 
-def test_the_alpha_upsample_refuses_buffers_of_the_wrong_size():
+def test_the_alpha_upsample_refuses_other_sizes():
     ops = library.load()
+    with pytest.raises(ValueError, match="scales by 2, 3 or 4"):
+        ops.upsample(np.zeros((10, 20), np.uint8), np.zeros((50, 100), np.uint8))
     with pytest.raises(ValueError, match="out must be a uint8"):
-        ops.upsample2x(np.zeros((10, 20), np.uint8), np.zeros((20, 41), np.uint8))
+        ops.upsample(np.zeros((10, 20), np.uint8), np.zeros((20, 41), np.uint8))
     with pytest.raises(ValueError, match="src must be a uint8"):
-        ops.upsample2x(np.zeros((10, 20, 3), np.uint8), np.zeros((20, 40), np.uint8))
+        ops.upsample(np.zeros((10, 20, 3), np.uint8), np.zeros((20, 40), np.uint8))
 
 
-def test_the_refiner_scales_its_alpha_up_with_the_faster_path(monkeypatch):
+@pytest.mark.parametrize("size, factor", [((1280, 720), 2), ((1920, 1080), 3)])
+def test_the_refiner_scales_its_alpha_up_with_the_native_pass(monkeypatch, size, factor):
     from capture_sink.refine import MaskRefiner
     monkeypatch.setenv(library.ENABLE_ENV, "1")
-    frame, _, _ = _scene(720, 1280)
+    frame, _, _ = _scene(size[1], size[0])
     mask = np.zeros((144, 256), np.uint8)
     mask[20:140, 80:180] = 255
-    refiner = MaskRefiner()
-    alpha = refiner.refine(mask, frame)
-    assert alpha.shape == (720, 1280)
+    alpha = MaskRefiner().refine(mask, frame)
+    assert alpha.shape == (size[1], size[0])
     ops = library.load()
-    assert choice.decisions().get(f"alpha upsample 2x 1280x720 {ops.isa}") is True
-    assert alpha[:, :300].max() == 0 and alpha[200:600, 500:800].min() > 200   # hidden stays hidden
+    assert choice.decisions().get(f"alpha upsample {factor}x {size[0]}x{size[1]} {ops.isa}") is True
+    w = size[0]
+    assert alpha[:, : w * 30 // 128].max() == 0                        # hidden stays hidden
+    assert alpha[size[1] * 2 // 7: size[1] * 5 // 6, w * 100 // 256: w * 160 // 256].min() > 200
