@@ -8,7 +8,8 @@ and, at each frame size, keeps a pass only where it beats OpenCV there (capture_
 choice.py). This times every build the CPU runs, 1 OpenCV thread as the sink uses, at 720p and
 1080p, on a real photo with a person-shaped soft mask: the hologram fused with the composite
 (against the hologram effect + the compositor), the composite alone (against the compositor) and
-the refiner's alpha upsample from its work size, 2x / 3x (against cv2.resize INTER_LINEAR).
+the refiner's alpha upsample from its work size, 2x / 3x (against cv2.resize INTER_LINEAR), and
+the guided filter's last step at the work size (against two float resizes, a multiply and an add).
 Medians of runs in turns (OpenCV, native, OpenCV, ...), so the ratios hold on a shared machine.
 """
 

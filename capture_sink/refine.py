@@ -285,15 +285,28 @@ class MaskRefiner:
         cv2.subtract(g["mp"], g["t"], dst=g["b"])            # b = mean_p - a mean_I
         scale, offset = self._ramp or (1.0, 0.0)
         ww, wh = self._work_size
-        cv2.boxFilter(g["a"], -1, box, dst=g["t"], borderType=cv2.BORDER_REFLECT)
-        cv2.multiply(g["t"], scale, dst=g["t"])
-        cv2.resize(g["t"], (ww, wh), dst=self._a_up, interpolation=cv2.INTER_LINEAR)
-        cv2.boxFilter(g["b"], -1, box, dst=g["t"], borderType=cv2.BORDER_REFLECT)
-        cv2.addWeighted(g["t"], scale, g["t"], 0.0, offset, dst=g["t"])
-        cv2.resize(g["t"], (ww, wh), dst=self._b_up, interpolation=cv2.INTER_LINEAR)
-        cv2.multiply(self._a_up, self._guide_gray, dst=self._a_up, dtype=cv2.CV_32F)
-        # float -> uint8 with saturation below 0 and above 255, in the add itself
-        return cv2.add(self._a_up, self._b_up, dst=out, dtype=cv2.CV_8U)
+        mean_a, mean_b = g["II"], g["Ip"]                    # free again: the mean coefficients
+        cv2.boxFilter(g["a"], -1, box, dst=mean_a, borderType=cv2.BORDER_REFLECT)
+        cv2.multiply(mean_a, scale, dst=mean_a)
+        cv2.boxFilter(g["b"], -1, box, dst=mean_b, borderType=cv2.BORDER_REFLECT)
+        cv2.addWeighted(mean_b, scale, mean_b, 0.0, offset, dst=mean_b)
+
+        def stock() -> np.ndarray:
+            cv2.resize(mean_a, (ww, wh), dst=self._a_up, interpolation=cv2.INTER_LINEAR)
+            cv2.resize(mean_b, (ww, wh), dst=self._b_up, interpolation=cv2.INTER_LINEAR)
+            cv2.multiply(self._a_up, self._guide_gray, dst=self._a_up, dtype=cv2.CV_32F)
+            # float -> uint8 with saturation below 0 and above 255, in the add itself
+            return cv2.add(self._a_up, self._b_up, dst=out, dtype=cv2.CV_8U)
+
+        # q = a I + b at the guide's size: one native pass at exactly 2x where it is faster here
+        ops = library.load()
+        if ops is not None and (ww, wh) == (2 * lw, 2 * lh):
+            def native() -> np.ndarray:
+                ops.guided_apply(mean_a, mean_b, self._guide_gray, out)
+                return out
+            if choice.use_native("guided filter apply", (wh, ww), ops.isa, stock, native):
+                return native()
+        return stock()
 
     def _bilateral_stage(self, mask: np.ndarray) -> np.ndarray:
         lw, lh = self._low_size

@@ -66,7 +66,9 @@ class FrameOps:
                                     _c_u8, _c_ssize]
         self._upsample = getattr(lib, f"hc_upsample_{isa}")
         self._upsample.argtypes = [_c_u8, _c_ssize, _c_int, _c_int, _c_int, _c_u8, _c_ssize]
-        for fn in (self._hologram, self._composite, self._upsample):
+        self._guided_apply = getattr(lib, f"hc_guided_apply_{isa}")
+        self._guided_apply.argtypes = [_c_u8, _c_u8, _c_ssize, _c_int, _c_int, _c_u8, _c_ssize, _c_u8, _c_ssize]
+        for fn in (self._hologram, self._composite, self._upsample, self._guided_apply):
             fn.restype = ctypes.c_int
 
     def hologram_composite(self, frame: np.ndarray, lut: np.ndarray, shift: int, weights: np.ndarray,
@@ -111,6 +113,21 @@ class FrameOps:
         if w > MAX_WIDTH:
             raise ValueError(f"src is {w} pixels wide: the native passes take at most {MAX_WIDTH}")
         _check(self._upsample(_ptr(src), src.strides[0], h, w, k, _ptr(out), out.strides[0]))
+
+
+    def guided_apply(self, a: np.ndarray, b: np.ndarray, guide: np.ndarray, out: np.ndarray) -> None:
+        """out = up2(a) * guide + up2(b), saturated (the guided filter's last step, see frame_ops.c)."""
+        if a.dtype != np.float32 or a.ndim != 2 or a.strides[1] != 4 or b.shape != a.shape \
+                or b.dtype != np.float32 or b.strides != a.strides:
+            raise ValueError(f"guided_apply needs two float32 (h, w) arrays of one layout, got {a.dtype} "
+                             f"{a.shape} and {b.dtype} {b.shape}")
+        h, w = a.shape
+        if w > MAX_WIDTH:
+            raise ValueError(f"a is {w} pixels wide: the native passes take at most {MAX_WIDTH}")
+        _gray(guide, "guide", (2 * h, 2 * w))
+        _gray(out, "out", (2 * h, 2 * w))
+        _check(self._guided_apply(_ptr(a), _ptr(b), a.strides[0] // 4, h, w, _ptr(guide), guide.strides[0],
+                                  _ptr(out), out.strides[0]))
 
 
 def _check(status: int) -> None:

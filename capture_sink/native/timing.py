@@ -60,7 +60,30 @@ def time_builds(isas: list[str], rounds: int = 30) -> list[dict]:
                 lambda: ops.upsample(work, full), rounds)
             diff = int(np.abs(cv2.resize(work, (w, h), interpolation=cv2.INTER_LINEAR).astype(int) - full).max())
             rows.append(_row(isa, label, f"alpha upsample {h // 360}x", stock_ms, native_ms, diff))
+        rows.append(_guided_apply_row(ops, isa, rounds))
     return rows
+
+
+def _guided_apply_row(ops, isa: str, rounds: int) -> dict:
+    """The refiner's guided-filter coefficients (320x180) applied at its work size (640x360), the
+    same at every frame size: OpenCV's two float resizes, multiply and add against the native pass."""
+    frame, _, _ = scene(360, 640)
+    guide = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    small = cv2.resize(guide, (320, 180), interpolation=cv2.INTER_AREA).astype(np.float32)
+    a = np.ascontiguousarray(cv2.GaussianBlur(small, (0, 0), 3) / 255.0 * 1.5, dtype=np.float32)
+    b = np.ascontiguousarray(-a * small * 0.5, dtype=np.float32)
+    a_up, b_up, stock_out, native_out = (np.empty((360, 640), np.float32), np.empty((360, 640), np.float32),
+                                         np.empty_like(guide), np.empty_like(guide))
+
+    def stock() -> np.ndarray:
+        cv2.resize(a, (640, 360), dst=a_up, interpolation=cv2.INTER_LINEAR)
+        cv2.resize(b, (640, 360), dst=b_up, interpolation=cv2.INTER_LINEAR)
+        cv2.multiply(a_up, guide, dst=a_up, dtype=cv2.CV_32F)
+        return cv2.add(a_up, b_up, dst=stock_out, dtype=cv2.CV_8U)
+
+    stock_ms, native_ms = choice.time_both(stock, lambda: ops.guided_apply(a, b, guide, native_out), rounds)
+    diff = int(np.abs(stock().astype(int) - native_out).max())
+    return _row(isa, "work 640x360", "guided filter apply", stock_ms, native_ms, diff)
 
 
 def _row(isa: str, size: str, op: str, stock_ms: float, native_ms: float, diff: int) -> dict:

@@ -265,3 +265,51 @@ def test_the_refiner_scales_its_alpha_up_with_the_native_pass(monkeypatch, size,
     w = size[0]
     assert alpha[:, : w * 30 // 128].max() == 0                        # hidden stays hidden
     assert alpha[size[1] * 2 // 7: size[1] * 5 // 6, w * 100 // 256: w * 160 // 256].min() > 200
+
+
+@pytest.mark.parametrize("isa", library.runnable_isas())
+def test_the_guided_filter_apply_is_opencvs_resize_multiply_add(isa):
+    """q = up2(a) I + up2(b), saturated: the same as OpenCV's float resizes, multiply and add,
+    within a level (float rounding at .5), including below 0 and above 255."""
+    ops = library.build_for(isa)
+    rng = np.random.default_rng(5)
+    h, w = 45, 80
+    a = rng.normal(0.0, 2.0, (h, w)).astype(np.float32)
+    b = rng.normal(100.0, 200.0, (h, w)).astype(np.float32)        # saturates both ways
+    guide = rng.integers(0, 256, (2 * h, 2 * w), np.uint8)
+    out = np.empty_like(guide)
+    ops.guided_apply(a, b, guide, out)
+    up = lambda x: cv2.resize(x, (2 * w, 2 * h), interpolation=cv2.INTER_LINEAR)   # noqa: E731
+    expected = cv2.add(cv2.multiply(up(a), guide, dtype=cv2.CV_32F), up(b), dtype=cv2.CV_8U)
+    diff = np.abs(out.astype(int) - expected)
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+    assert (out == 0).any() and (out == 255).any()
+    a[:4], b[:4] = np.nan, np.inf                               # broken coefficients: hidden, never shown
+    a[4:8], b[4:8] = 1e30, 1e30
+    ops.guided_apply(a, b, guide, out)
+    assert not out[:14].any()
+    with pytest.raises(ValueError, match="two float32"):
+        ops.guided_apply(a, b.astype(np.float64), guide, out)
+    with pytest.raises(ValueError, match="guide must be"):
+        ops.guided_apply(a, b, guide[:-1], out)
+
+
+def test_the_refiner_gives_the_same_alpha_with_and_without_the_native_passes(monkeypatch):
+    from capture_sink.refine import MaskRefiner
+    frame, _, _ = _scene(720, 1280)
+    mask = np.zeros((144, 256), np.uint8)
+    cv2.ellipse(mask, (128, 100), (50, 70), 0, 0, 360, 255, -1)
+    alphas = {}
+    for mode in ("0", "1"):
+        monkeypatch.setenv(library.ENABLE_ENV, mode)
+        library.forget()
+        choice.forget()
+        refiner = MaskRefiner()
+        for _ in range(3):                                      # through the temporal average
+            alpha = refiner.refine(mask, frame)
+        alphas[mode] = alpha.copy()
+    ops = library.load()
+    assert choice.decisions().get(f"guided filter apply 640x360 {ops.isa}") is True
+    diff = np.abs(alphas["0"].astype(int) - alphas["1"])
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+    np.testing.assert_array_equal(alphas["0"] == 0, alphas["1"] == 0)       # the same pixels hidden
