@@ -9,7 +9,8 @@ choice.py). This times every build the CPU runs, 1 OpenCV thread as the sink use
 1080p, on a real photo with a person-shaped soft mask: the hologram fused with the composite
 (against the hologram effect + the compositor), the composite alone (against the compositor) and
 the refiner's alpha upsample from its work size, 2x / 3x (against cv2.resize INTER_LINEAR), and
-the guided filter's last step at the work size (against two float resizes, a multiply and an add).
+the guided filter's last step at the work size (against two float resizes, a multiply and an add),
+and BGR -> YUYV for the virtual camera (against cv2.cvtColor).
 Medians of runs in turns (OpenCV, native, OpenCV, ...), so the ratios hold on a shared machine.
 """
 

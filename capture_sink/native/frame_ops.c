@@ -1,5 +1,6 @@
 /* The sink's full-frame passes in one native library: the hologram fused with the composite,
- * the composite alone, and the alpha's upsample to the frame's size.
+ * the composite alone, the refiner's last steps (the guided filter applied, the alpha's upsample
+ * to the frame's size) and BGR -> YUYV for the virtual camera.
  *
  * Why native: at 1280x720 each OpenCV call is one full pass over 2.7 MB of pixels, and the
  * hologram plus the composite take eleven of them. Here each output byte is computed once from
@@ -20,6 +21,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSSE3__)
+#include <immintrin.h>
+#endif
 
 #ifndef HOLOCAM_ISA
 #define HOLOCAM_ISA generic
@@ -349,5 +353,126 @@ int EXPORT(hc_guided_apply)(const float *restrict a, const float *restrict b, pt
         }
     }
     free(buf);
+    return 0;
+}
+
+/* BGR -> YUYV (4:2:2) for the v4l2loopback writers: BT.601 limited range, each chroma sample
+ * from the average of its pixel pair, as capture_sink/outputs/yuv.py documents. Fixed point in
+ * 1/128 of a level through 16-bit high multiplies: Y from each 8-bit channel shifted left by 8,
+ * U and V from the pair sums shifted left by 7 (truncation < 3/128 of a level: within 0.52 of
+ * the exact float value, OpenCV's cvtColor is within 0.60). Pixels are split out of BGR with
+ * byte shuffles, 16 per 128-bit lane (SSSE3; two lanes with AVX2); the scalar pair is the
+ * tail and the generic build (where the sink keeps OpenCV, which is faster there). */
+#define YR 8414
+#define YG 16519
+#define YB 3208
+#define C112 14392
+#define UR 4857
+#define UG 9535
+#define VG 12051
+#define VB 2340
+
+static inline void yuyv_pair(const uint8_t *p, uint8_t *o) {
+    uint16_t y0 = (uint16_t)((mulhi16((uint16_t)(p[2] << 8), YR) + mulhi16((uint16_t)(p[1] << 8), YG)
+                              + mulhi16((uint16_t)(p[0] << 8), YB) + 2048u + 64u) >> 7);
+    uint16_t y1 = (uint16_t)((mulhi16((uint16_t)(p[5] << 8), YR) + mulhi16((uint16_t)(p[4] << 8), YG)
+                              + mulhi16((uint16_t)(p[3] << 8), YB) + 2048u + 64u) >> 7);
+    uint16_t bs = (uint16_t)((p[0] + p[3]) << 7), gs = (uint16_t)((p[1] + p[4]) << 7), rs = (uint16_t)((p[2] + p[5]) << 7);
+    uint16_t u = (uint16_t)((uint16_t)(16384u + 64u + mulhi16(bs, C112) - mulhi16(rs, UR) - mulhi16(gs, UG)) >> 7);
+    uint16_t v = (uint16_t)((uint16_t)(16384u + 64u + mulhi16(rs, C112) - mulhi16(gs, VG) - mulhi16(bs, VB)) >> 7);
+    o[0] = (uint8_t)y0, o[1] = (uint8_t)u, o[2] = (uint8_t)y1, o[3] = (uint8_t)v;
+}
+
+int EXPORT(hc_bgr_to_yuyv)(const uint8_t *restrict bgr, ptrdiff_t bstride, int height, int width,
+                           uint8_t *restrict out, ptrdiff_t ostride) {
+    if (width < 2 || (width & 1) || width > MAX_WIDTH || height < 1) return -1;
+#if defined(__SSSE3__)
+    const __m128i b0 = _mm_setr_epi8(0, 3, 6, 9, 12, 15, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m128i b1 = _mm_setr_epi8(-1, -1, -1, -1, -1, -1, 2, 5, 8, 11, 14, -1, -1, -1, -1, -1);
+    const __m128i b2 = _mm_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 1, 4, 7, 10, 13);
+    const __m128i g0 = _mm_setr_epi8(1, 4, 7, 10, 13, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m128i g1 = _mm_setr_epi8(-1, -1, -1, -1, -1, 0, 3, 6, 9, 12, 15, -1, -1, -1, -1, -1);
+    const __m128i g2 = _mm_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 2, 5, 8, 11, 14);
+    const __m128i r0 = _mm_setr_epi8(2, 5, 8, 11, 14, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m128i r1 = _mm_setr_epi8(-1, -1, -1, -1, -1, 1, 4, 7, 10, 13, -1, -1, -1, -1, -1, -1);
+    const __m128i r2 = _mm_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 3, 6, 9, 12, 15);
+    const __m128i zero = _mm_setzero_si128(), ones = _mm_set1_epi8(1);
+    const __m128i yr = _mm_set1_epi16((short)YR), yg = _mm_set1_epi16((short)YG), yb = _mm_set1_epi16((short)YB);
+    const __m128i c112 = _mm_set1_epi16((short)C112), ur = _mm_set1_epi16((short)UR), ug = _mm_set1_epi16((short)UG);
+    const __m128i vg = _mm_set1_epi16((short)VG), vb = _mm_set1_epi16((short)VB);
+    const __m128i yoff = _mm_set1_epi16(2048 + 64), coff = _mm_set1_epi16(16384 + 64);
+#endif
+    for (int y = 0; y < height; y++) {
+        const uint8_t *restrict p = bgr + y * bstride;
+        uint8_t *restrict o = out + y * ostride;
+        int x = 0;
+#if defined(__AVX2__)
+        /* 32 pixels a step: the SSSE3 step below on two 16-pixel halves, one per 128-bit lane */
+        for (; x + 32 <= width; x += 32) {
+            const uint8_t *q = p + 3 * x;
+#define LANES(off) _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(q + (off)))), \
+                                           _mm_loadu_si128((const __m128i *)(q + 48 + (off))), 1)
+            const __m256i a0 = LANES(0), a1 = LANES(16), a2 = LANES(32);
+#undef LANES
+#define BOTH(m) _mm256_broadcastsi128_si256(m)
+            const __m256i B = _mm256_or_si256(_mm256_or_si256(_mm256_shuffle_epi8(a0, BOTH(b0)), _mm256_shuffle_epi8(a1, BOTH(b1))), _mm256_shuffle_epi8(a2, BOTH(b2)));
+            const __m256i G = _mm256_or_si256(_mm256_or_si256(_mm256_shuffle_epi8(a0, BOTH(g0)), _mm256_shuffle_epi8(a1, BOTH(g1))), _mm256_shuffle_epi8(a2, BOTH(g2)));
+            const __m256i R = _mm256_or_si256(_mm256_or_si256(_mm256_shuffle_epi8(a0, BOTH(r0)), _mm256_shuffle_epi8(a1, BOTH(r1))), _mm256_shuffle_epi8(a2, BOTH(r2)));
+            const __m256i z = _mm256_setzero_si256();
+            const __m256i Yr = BOTH(yr), Yg = BOTH(yg), Yb = BOTH(yb), Yoff = BOTH(yoff), Coff = BOTH(coff);
+            const __m256i Ylo = _mm256_srli_epi16(_mm256_add_epi16(_mm256_add_epi16(_mm256_add_epi16(
+                _mm256_mulhi_epu16(_mm256_unpacklo_epi8(z, R), Yr), _mm256_mulhi_epu16(_mm256_unpacklo_epi8(z, G), Yg)),
+                _mm256_mulhi_epu16(_mm256_unpacklo_epi8(z, B), Yb)), Yoff), 7);
+            const __m256i Yhi = _mm256_srli_epi16(_mm256_add_epi16(_mm256_add_epi16(_mm256_add_epi16(
+                _mm256_mulhi_epu16(_mm256_unpackhi_epi8(z, R), Yr), _mm256_mulhi_epu16(_mm256_unpackhi_epi8(z, G), Yg)),
+                _mm256_mulhi_epu16(_mm256_unpackhi_epi8(z, B), Yb)), Yoff), 7);
+            const __m256i Y = _mm256_packus_epi16(Ylo, Yhi);
+            const __m256i one = _mm256_set1_epi8(1);
+            const __m256i bs = _mm256_slli_epi16(_mm256_maddubs_epi16(B, one), 7);
+            const __m256i gs = _mm256_slli_epi16(_mm256_maddubs_epi16(G, one), 7);
+            const __m256i rs = _mm256_slli_epi16(_mm256_maddubs_epi16(R, one), 7);
+            const __m256i U = _mm256_srli_epi16(_mm256_sub_epi16(_mm256_sub_epi16(_mm256_add_epi16(Coff,
+                _mm256_mulhi_epu16(bs, BOTH(c112))), _mm256_mulhi_epu16(rs, BOTH(ur))), _mm256_mulhi_epu16(gs, BOTH(ug))), 7);
+            const __m256i V = _mm256_srli_epi16(_mm256_sub_epi16(_mm256_sub_epi16(_mm256_add_epi16(Coff,
+                _mm256_mulhi_epu16(rs, BOTH(c112))), _mm256_mulhi_epu16(gs, BOTH(vg))), _mm256_mulhi_epu16(bs, BOTH(vb))), 7);
+#undef BOTH
+            const __m256i UV = _mm256_or_si256(U, _mm256_slli_epi16(V, 8));
+            const __m256i lo = _mm256_unpacklo_epi8(Y, UV), hi = _mm256_unpackhi_epi8(Y, UV);
+            _mm_storeu_si128((__m128i *)(o + 2 * x), _mm256_castsi256_si128(lo));
+            _mm_storeu_si128((__m128i *)(o + 2 * x + 16), _mm256_castsi256_si128(hi));
+            _mm_storeu_si128((__m128i *)(o + 2 * x + 32), _mm256_extracti128_si256(lo, 1));
+            _mm_storeu_si128((__m128i *)(o + 2 * x + 48), _mm256_extracti128_si256(hi, 1));
+        }
+#endif
+#if defined(__SSSE3__)
+        for (; x + 16 <= width; x += 16) {
+            const __m128i a0 = _mm_loadu_si128((const __m128i *)(p + 3 * x));
+            const __m128i a1 = _mm_loadu_si128((const __m128i *)(p + 3 * x + 16));
+            const __m128i a2 = _mm_loadu_si128((const __m128i *)(p + 3 * x + 32));
+            const __m128i B = _mm_or_si128(_mm_or_si128(_mm_shuffle_epi8(a0, b0), _mm_shuffle_epi8(a1, b1)), _mm_shuffle_epi8(a2, b2));
+            const __m128i G = _mm_or_si128(_mm_or_si128(_mm_shuffle_epi8(a0, g0), _mm_shuffle_epi8(a1, g1)), _mm_shuffle_epi8(a2, g2));
+            const __m128i R = _mm_or_si128(_mm_or_si128(_mm_shuffle_epi8(a0, r0), _mm_shuffle_epi8(a1, r1)), _mm_shuffle_epi8(a2, r2));
+            /* x << 8 of each byte as a 16-bit lane: the byte in the high half */
+            const __m128i Ylo = _mm_srli_epi16(_mm_add_epi16(_mm_add_epi16(
+                _mm_add_epi16(_mm_mulhi_epu16(_mm_unpacklo_epi8(zero, R), yr), _mm_mulhi_epu16(_mm_unpacklo_epi8(zero, G), yg)),
+                _mm_mulhi_epu16(_mm_unpacklo_epi8(zero, B), yb)), yoff), 7);
+            const __m128i Yhi = _mm_srli_epi16(_mm_add_epi16(_mm_add_epi16(
+                _mm_add_epi16(_mm_mulhi_epu16(_mm_unpackhi_epi8(zero, R), yr), _mm_mulhi_epu16(_mm_unpackhi_epi8(zero, G), yg)),
+                _mm_mulhi_epu16(_mm_unpackhi_epi8(zero, B), yb)), yoff), 7);
+            const __m128i Y = _mm_packus_epi16(Ylo, Yhi);
+            const __m128i bs = _mm_slli_epi16(_mm_maddubs_epi16(B, ones), 7);    /* pair sums << 7 */
+            const __m128i gs = _mm_slli_epi16(_mm_maddubs_epi16(G, ones), 7);
+            const __m128i rs = _mm_slli_epi16(_mm_maddubs_epi16(R, ones), 7);
+            const __m128i U = _mm_srli_epi16(_mm_sub_epi16(_mm_sub_epi16(_mm_add_epi16(coff, _mm_mulhi_epu16(bs, c112)),
+                                                                      _mm_mulhi_epu16(rs, ur)), _mm_mulhi_epu16(gs, ug)), 7);
+            const __m128i V = _mm_srli_epi16(_mm_sub_epi16(_mm_sub_epi16(_mm_add_epi16(coff, _mm_mulhi_epu16(rs, c112)),
+                                                                      _mm_mulhi_epu16(gs, vg)), _mm_mulhi_epu16(bs, vb)), 7);
+            const __m128i UV = _mm_or_si128(U, _mm_slli_epi16(V, 8));             /* u0 v0 u1 v1 ... */
+            _mm_storeu_si128((__m128i *)(o + 2 * x), _mm_unpacklo_epi8(Y, UV));
+            _mm_storeu_si128((__m128i *)(o + 2 * x + 16), _mm_unpackhi_epi8(Y, UV));
+        }
+#endif
+        for (; x < width; x += 2) yuyv_pair(p + 3 * x, o + 2 * x);
+    }
     return 0;
 }

@@ -68,7 +68,9 @@ class FrameOps:
         self._upsample.argtypes = [_c_u8, _c_ssize, _c_int, _c_int, _c_int, _c_u8, _c_ssize]
         self._guided_apply = getattr(lib, f"hc_guided_apply_{isa}")
         self._guided_apply.argtypes = [_c_u8, _c_u8, _c_ssize, _c_int, _c_int, _c_u8, _c_ssize, _c_u8, _c_ssize]
-        for fn in (self._hologram, self._composite, self._upsample, self._guided_apply):
+        self._bgr_to_yuyv = getattr(lib, f"hc_bgr_to_yuyv_{isa}")
+        self._bgr_to_yuyv.argtypes = [_c_u8, _c_ssize, _c_int, _c_int, _c_u8, _c_ssize]
+        for fn in (self._hologram, self._composite, self._upsample, self._guided_apply, self._bgr_to_yuyv):
             fn.restype = ctypes.c_int
 
     def hologram_composite(self, frame: np.ndarray, lut: np.ndarray, shift: int, weights: np.ndarray,
@@ -128,6 +130,16 @@ class FrameOps:
         _gray(out, "out", (2 * h, 2 * w))
         _check(self._guided_apply(_ptr(a), _ptr(b), a.strides[0] // 4, h, w, _ptr(guide), guide.strides[0],
                                   _ptr(out), out.strides[0]))
+
+
+    def bgr_to_yuyv(self, frame: np.ndarray, out: np.ndarray) -> None:
+        """out (H, W, 2) = frame (H, W, 3) as YUYV, BT.601 limited range, pair-averaged chroma."""
+        h, w = _bgr(frame, "frame")
+        if w % 2:
+            raise ValueError(f"YUYV needs an even width, got {w}")
+        if out.dtype != np.uint8 or out.shape != (h, w, 2) or out.strides[1:] != (2, 1):
+            raise ValueError(f"out must be a uint8 ({h}, {w}, 2) array with packed rows, got {out.dtype} {out.shape}")
+        _check(self._bgr_to_yuyv(_ptr(frame), frame.strides[0], h, w, _ptr(out), out.strides[0]))
 
 
 def _check(status: int) -> None:

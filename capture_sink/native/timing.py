@@ -60,6 +60,12 @@ def time_builds(isas: list[str], rounds: int = 30) -> list[dict]:
                 lambda: ops.upsample(work, full), rounds)
             diff = int(np.abs(cv2.resize(work, (w, h), interpolation=cv2.INTER_LINEAR).astype(int) - full).max())
             rows.append(_row(isa, label, f"alpha upsample {h // 360}x", stock_ms, native_ms, diff))
+            yuyv, yuyv_cv = np.empty((h, w, 2), np.uint8), np.empty((h, w, 2), np.uint8)
+            stock_ms, native_ms = choice.time_both(
+                lambda: cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_YUY2, yuyv_cv),
+                lambda: ops.bgr_to_yuyv(frame, yuyv), rounds)
+            diff = int(np.abs(cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_YUY2).astype(int) - yuyv).max())
+            rows.append(_row(isa, label, "BGR to YUYV", stock_ms, native_ms, diff))
         rows.append(_guided_apply_row(ops, isa, rounds))
     return rows
 

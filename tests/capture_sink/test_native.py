@@ -313,3 +313,45 @@ def test_the_refiner_gives_the_same_alpha_with_and_without_the_native_passes(mon
     diff = np.abs(alphas["0"].astype(int) - alphas["1"])
     assert diff.max() <= 1 and (diff > 0).mean() < 0.01
     np.testing.assert_array_equal(alphas["0"] == 0, alphas["1"] == 0)       # the same pixels hidden
+
+
+def _reference_yuyv(bgr: np.ndarray) -> np.ndarray:
+    """Float BT.601 limited range, chroma the average of each pixel pair's (as test_outputs_v4l2)."""
+    b, g, r = (bgr[..., i].astype(np.float64) for i in range(3))
+    y = 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255
+    cb = 128 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255
+    cr = 128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255
+    out = np.empty((bgr.shape[0], bgr.shape[1] * 2))
+    out[:, 0::2] = y
+    out[:, 1::4] = (cb[:, 0::2] + cb[:, 1::2]) / 2
+    out[:, 3::4] = (cr[:, 0::2] + cr[:, 1::2]) / 2
+    return out.reshape(bgr.shape[0], bgr.shape[1], 2)
+
+
+@pytest.mark.parametrize("isa", library.runnable_isas())
+@pytest.mark.parametrize("width", [1280, 82, 2])          # whole 32- and 16-pixel steps, a tail, one pair
+def test_bgr_to_yuyv_is_bt601_limited_within_rounding(isa, width):
+    ops = library.build_for(isa)
+    rng = np.random.default_rng(width)
+    photo = cv2.resize(cv2.imread(DEMO), (width, 24), interpolation=cv2.INTER_AREA)
+    extremes = np.array([[0, 0, 0], [255, 255, 255], [255, 0, 0], [0, 0, 255], [0, 255, 0]], np.uint8)
+    for frame in (photo, rng.integers(0, 256, (24, width, 3), np.uint8),
+                  np.resize(extremes, (24, width, 3)).astype(np.uint8)):
+        out = np.empty((24, width, 2), np.uint8)
+        ops.bgr_to_yuyv(np.ascontiguousarray(frame), out)
+        diff = np.abs(out - _reference_yuyv(frame))
+        assert diff.max() <= 0.53, f"{isa}: {diff.max():.2f} levels off BT.601"   # OpenCV: 0.60
+        opencv = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_BGR2YUV_YUY2)
+        assert np.abs(out.astype(int) - opencv).max() <= 1
+    with pytest.raises(ValueError, match="even width"):
+        ops.bgr_to_yuyv(np.zeros((4, 5, 3), np.uint8), np.zeros((4, 5, 2), np.uint8))
+
+
+def test_the_yuyv_writer_converts_with_the_native_pass_when_it_is_chosen(monkeypatch):
+    from capture_sink.outputs.yuv import BgrToYuyv
+    monkeypatch.setenv(library.ENABLE_ENV, "1")
+    frame, _, _ = _scene(360, 640)
+    converter = BgrToYuyv(640, 360)
+    got = converter.convert(frame).copy()
+    assert choice.decisions() == {f"BGR to YUYV 640x360 {library.load().isa}": True}
+    assert np.abs(got - _reference_yuyv(frame)).max() <= 0.53
