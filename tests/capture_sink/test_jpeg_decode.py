@@ -106,3 +106,27 @@ def test_a_broken_packet_in_an_mjpeg_file_is_skipped_not_taken_for_its_end(tmp_p
         assert source._decoder.broken == 1
     assert len(bars) == 5 and bars == sorted(bars)              # frames 0-2 and 4-5, in order, no rewind
     assert 4 * 160 // 6 - 8 <= bars[3] <= 5 * 160 // 6 + 8           # the frame after the broken one
+
+
+def _without_huffman_tables(data: bytes) -> bytes:
+    """The JPEG with its DHT segments cut out, as many UVC webcams send MJPG frames (the decoder
+    must fall back to the standard tables, which is what OpenCV's encoder wrote)."""
+    out, i = bytearray(data[:2]), 2
+    while i < len(data):
+        assert data[i] == 0xFF
+        marker, length = data[i + 1], int.from_bytes(data[i + 2:i + 4], "big")
+        if marker == 0xDA:                               # start of scan: the rest is entropy-coded data
+            out += data[i:]
+            break
+        if marker != 0xC4:
+            out += data[i:i + 2 + length]
+        i += 2 + length
+    return bytes(out)
+
+
+def test_a_webcam_frame_without_huffman_tables_decodes_with_the_standard_ones() -> None:
+    data = webcam_jpeg()
+    bare = _without_huffman_tables(data)
+    assert b"\xff\xc4" not in bare[:bare.index(b"\xff\xda")] and len(bare) < len(data)
+    for mode in ("exact", "fast"):
+        np.testing.assert_array_equal(JpegDecoder(mode).decode(bare), JpegDecoder(mode).decode(data))
