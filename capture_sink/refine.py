@@ -376,6 +376,10 @@ class MaskRefiner:
         resize here)."""
         height, width = self._out.shape
         factor = height // m.shape[0]
+
+        def stock() -> np.ndarray:
+            return cv2.resize(m, (width, height), dst=self._out, interpolation=cv2.INTER_LINEAR)
+
         ops = library.load()
         if (ops is not None and factor in library.UPSAMPLE_FACTORS and m.strides[1] == 1
                 and (width, height) == (factor * m.shape[1], factor * m.shape[0])):
@@ -383,12 +387,9 @@ class MaskRefiner:
                 ops.upsample(m, self._out)
                 return self._out
 
-            def stock() -> np.ndarray:
-                return cv2.resize(m, (width, height), dst=self._out, interpolation=cv2.INTER_LINEAR)
-
             if choice.use_native(f"alpha upsample {factor}x", (height, width), ops.isa, stock, native):
                 return native()
-        return cv2.resize(m, (width, height), dst=self._out, interpolation=cv2.INTER_LINEAR)
+        return stock()
 
 
 class _JointBilateral:

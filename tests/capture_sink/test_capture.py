@@ -11,19 +11,13 @@ import pytest
 
 from capture_sink.sources import (CaptureError, Frame, camera_error, create_source, list_cameras,
                                   scale_to_fill)
+from helpers_video import write_bar_video
 
 W, H = 160, 120
 
 
 def write_video(path: Path, frames: int = 10, fps: float = 20.0) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (W, H))
-    assert writer.isOpened()
-    for i in range(frames):
-        image = np.zeros((H, W, 3), np.uint8)
-        image[:, : (i + 1) * W // frames] = (40, 160, 220)  # a bar that grows frame by frame
-        writer.write(image)
-    writer.release()
-    return path
+    return write_bar_video(path, frames, fps, W, H)
 
 
 def read_n(source, n: int, timeout_s: float = 2.0) -> list[Frame]:

@@ -14,6 +14,7 @@ from bench.frames import photo
 from capture_sink.sources import create_source, scale_to_fill
 from capture_sink.sources.camera import camera_image
 from capture_sink.sources.jpeg import JpegDecoder
+from helpers_video import write_bar_video
 
 
 def webcam_jpeg(sampling: int = cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420, quality: int = 85) -> bytes:
@@ -86,13 +87,7 @@ def test_camera_reads_raw_jpeg_or_opencv_bgr() -> None:
 
 def test_a_broken_packet_in_an_mjpeg_file_is_skipped_not_taken_for_its_end(tmp_path: Path) -> None:
     """Frame 3 of 6 loses its JPEG start marker: the source drops it and plays on without rewinding."""
-    path = tmp_path / "clip.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 60, (160, 120))
-    for i in range(6):
-        image = np.zeros((120, 160, 3), np.uint8)
-        image[:, : (i + 1) * 160 // 6] = (40, 160, 220)             # a bar that grows frame by frame
-        writer.write(image)
-    writer.release()
+    path = write_bar_video(tmp_path / "clip.avi", frames=6, fps=60)   # 160x120, a growing bar
     blob = bytearray(path.read_bytes())
     starts = [i for i in range(len(blob) - 3) if blob[i:i + 3] == b"\xff\xd8\xff"]
     assert len(starts) == 6
@@ -130,3 +125,14 @@ def test_a_webcam_frame_without_huffman_tables_decodes_with_the_standard_ones() 
     assert b"\xff\xc4" not in bare[:bare.index(b"\xff\xda")] and len(bare) < len(data)
     for mode in ("exact", "fast"):
         np.testing.assert_array_equal(JpegDecoder(mode).decode(bare), JpegDecoder(mode).decode(data))
+
+
+def test_without_simplejpeg_frames_decode_with_opencv_and_the_log_names_the_fix(monkeypatch, caplog) -> None:
+    from capture_sink.sources import jpeg
+    monkeypatch.setattr(jpeg, "simplejpeg", None)
+    data = webcam_jpeg()
+    with caplog.at_level(logging.WARNING):
+        decoder = JpegDecoder()
+    assert decoder.library == "cv2.imdecode" and "pip install" in caplog.text
+    np.testing.assert_array_equal(decoder.decode(data), opencv(data))
+    assert decoder.decode(b"not a jpeg at all") is None and decoder.broken == 1

@@ -14,6 +14,7 @@ from capture_sink.composite import Compositor
 from capture_sink.effects import create_effect
 from capture_sink.native import build as native_build
 from capture_sink.native import choice, library
+from helpers_yuv import reference_yuyv
 
 pytestmark = pytest.mark.skipif(native_build.compiler() is None, reason="no C compiler: apt install gcc")
 
@@ -316,16 +317,7 @@ def test_the_refiner_gives_the_same_alpha_with_and_without_the_native_passes(mon
 
 
 def _reference_yuyv(bgr: np.ndarray) -> np.ndarray:
-    """Float BT.601 limited range, chroma the average of each pixel pair's (as test_outputs_v4l2)."""
-    b, g, r = (bgr[..., i].astype(np.float64) for i in range(3))
-    y = 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255
-    cb = 128 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255
-    cr = 128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255
-    out = np.empty((bgr.shape[0], bgr.shape[1] * 2))
-    out[:, 0::2] = y
-    out[:, 1::4] = (cb[:, 0::2] + cb[:, 1::2]) / 2
-    out[:, 3::4] = (cr[:, 0::2] + cr[:, 1::2]) / 2
-    return out.reshape(bgr.shape[0], bgr.shape[1], 2)
+    return reference_yuyv(bgr).reshape(bgr.shape[0], bgr.shape[1], 2)
 
 
 @pytest.mark.parametrize("isa", library.runnable_isas())
