@@ -211,7 +211,8 @@ class MaskRefiner:
             lw, lh = self._low_size
             radius_low = cfg.edge_radius * scale / sub
             if cfg.edge == "guided":
-                self._box = (2 * max(1, round(radius_low)) + 1,) * 2
+                self._radius = max(1, round(radius_low))
+                self._box = (2 * self._radius + 1,) * 2
                 self._eps = float(cfg.edge_eps * 255.0 * 255.0)  # guide and mask are 0..255
                 self._g_low = {name: np.empty((lh, lw), np.float32)
                                for name in ("I", "p", "mI", "mp", "II", "Ip", "var", "a", "b", "t")}
@@ -261,14 +262,51 @@ class MaskRefiner:
         The mask goes to the low resolution straight from the model's (its only use here), and the
         threshold ramp is folded into the coefficients: ramp(a I + b) = (s a) I + (s b + o), so the
         one full-size pass left is q = a I + b, saturated to uint8 as it is stored in `out`."""
-        g, box, eps = self._g_low, self._box, self._eps
+        g = self._g_low
         lw, lh = self._low_size
         cv2.resize(self._guide_gray, (lw, lh), dst=self._gray_low, interpolation=cv2.INTER_AREA)
-        np.copyto(g["I"], self._gray_low)
         if mask_small.dtype == np.float32:
             cv2.resize(mask_small, (lw, lh), dst=g["p"], interpolation=cv2.INTER_LINEAR)
         else:   # no EMA: the uint8 mask as it came (cv2.resize writes its own type only)
             np.copyto(g["p"], cv2.resize(mask_small, (lw, lh), dst=self._p_low, interpolation=cv2.INTER_LINEAR))
+        scale, offset = self._ramp or (1.0, 0.0)
+        ww, wh = self._work_size
+        mean_a, mean_b = g["II"], g["Ip"]     # the mean coefficients (the planes are free by then)
+        ops = library.load()
+
+        def stock_coefficients() -> None:
+            self._coefficients_opencv(scale, offset)
+
+        def native_coefficients() -> None:
+            ops.guided_coeffs(self._gray_low, g["p"], self._radius, self._eps, scale, offset, mean_a, mean_b)
+
+        # 17 OpenCV calls on 320x180 planes, or one native pass where that is faster here
+        if ops is not None and choice.use_native("guided filter coefficients", (lh, lw), ops.isa,
+                                                 stock_coefficients, native_coefficients):
+            native_coefficients()
+        else:
+            stock_coefficients()
+
+        def stock() -> np.ndarray:
+            cv2.resize(mean_a, (ww, wh), dst=self._a_up, interpolation=cv2.INTER_LINEAR)
+            cv2.resize(mean_b, (ww, wh), dst=self._b_up, interpolation=cv2.INTER_LINEAR)
+            cv2.multiply(self._a_up, self._guide_gray, dst=self._a_up, dtype=cv2.CV_32F)
+            # float -> uint8 with saturation below 0 and above 255, in the add itself
+            return cv2.add(self._a_up, self._b_up, dst=out, dtype=cv2.CV_8U)
+
+        # q = a I + b at the guide's size: one native pass at exactly 2x where it is faster here
+        if ops is not None and (ww, wh) == (2 * lw, 2 * lh):
+            def native() -> np.ndarray:
+                ops.guided_apply(mean_a, mean_b, self._guide_gray, out)
+                return out
+            if choice.use_native("guided filter apply", (wh, ww), ops.isa, stock, native):
+                return native()
+        return stock()
+
+    def _coefficients_opencv(self, scale: float, offset: float) -> None:
+        """mean_a, mean_b (in g["II"], g["Ip"]) from the low-resolution guide and mask, in OpenCV calls."""
+        g, box, eps = self._g_low, self._box, self._eps
+        np.copyto(g["I"], self._gray_low)
         cv2.boxFilter(g["I"], -1, box, dst=g["mI"], borderType=cv2.BORDER_REFLECT)
         cv2.boxFilter(g["p"], -1, box, dst=g["mp"], borderType=cv2.BORDER_REFLECT)
         cv2.multiply(g["I"], g["I"], dst=g["t"])
@@ -283,30 +321,11 @@ class MaskRefiner:
         cv2.divide(g["a"], g["var"], dst=g["a"])             # a = cov / (var + eps)
         cv2.multiply(g["a"], g["mI"], dst=g["t"])
         cv2.subtract(g["mp"], g["t"], dst=g["b"])            # b = mean_p - a mean_I
-        scale, offset = self._ramp or (1.0, 0.0)
-        ww, wh = self._work_size
         mean_a, mean_b = g["II"], g["Ip"]                    # free again: the mean coefficients
         cv2.boxFilter(g["a"], -1, box, dst=mean_a, borderType=cv2.BORDER_REFLECT)
         cv2.multiply(mean_a, scale, dst=mean_a)
         cv2.boxFilter(g["b"], -1, box, dst=mean_b, borderType=cv2.BORDER_REFLECT)
         cv2.addWeighted(mean_b, scale, mean_b, 0.0, offset, dst=mean_b)
-
-        def stock() -> np.ndarray:
-            cv2.resize(mean_a, (ww, wh), dst=self._a_up, interpolation=cv2.INTER_LINEAR)
-            cv2.resize(mean_b, (ww, wh), dst=self._b_up, interpolation=cv2.INTER_LINEAR)
-            cv2.multiply(self._a_up, self._guide_gray, dst=self._a_up, dtype=cv2.CV_32F)
-            # float -> uint8 with saturation below 0 and above 255, in the add itself
-            return cv2.add(self._a_up, self._b_up, dst=out, dtype=cv2.CV_8U)
-
-        # q = a I + b at the guide's size: one native pass at exactly 2x where it is faster here
-        ops = library.load()
-        if ops is not None and (ww, wh) == (2 * lw, 2 * lh):
-            def native() -> np.ndarray:
-                ops.guided_apply(mean_a, mean_b, self._guide_gray, out)
-                return out
-            if choice.use_native("guided filter apply", (wh, ww), ops.isa, stock, native):
-                return native()
-        return stock()
 
     def _bilateral_stage(self, mask: np.ndarray) -> np.ndarray:
         lw, lh = self._low_size
@@ -318,13 +337,29 @@ class MaskRefiner:
 
     def _prepare_guide(self, frame_bgr: np.ndarray) -> None:
         ww, wh = self._work_size
-        if (ww, wh) == self._frame_size:
+        width, height = self._frame_size
+        if (ww, wh) == (width, height):
             cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY, dst=self._guide_gray)
-        else:
+            return
+
+        def stock() -> None:
             # INTER_LINEAR: INTER_AREA costs 8x more at 1080p (factor 3) and the guide is
             # box-filtered anyway; at exactly 2x both average the same 2x2 pixels.
             cv2.resize(frame_bgr, (ww, wh), dst=self._guide_small, interpolation=cv2.INTER_LINEAR)
             cv2.cvtColor(self._guide_small, cv2.COLOR_BGR2GRAY, dst=self._guide_gray)
+
+        # By a whole factor (2x at 720p, 3x at 1080p) the two passes are one native pass, the
+        # same bytes, that reads only the rows it samples.
+        ops = library.load()
+        k = height // wh
+        if ops is not None and k >= 2 and (width, height) == (k * ww, k * wh) and library.accepts(frame_bgr, None, None):
+            def native() -> None:
+                ops.guide_gray(frame_bgr, self._guide_gray)
+
+            if choice.use_native(f"guide grey {k}x", (height, width), ops.isa, stock, native):
+                native()
+                return
+        stock()
 
     # -- the verb ----------------------------------------------------------------------------
     def refine(self, mask_small: np.ndarray, frame_bgr: np.ndarray) -> np.ndarray:

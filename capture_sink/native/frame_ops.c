@@ -356,6 +356,236 @@ int EXPORT(hc_guided_apply)(const float *restrict a, const float *restrict b, pt
     return 0;
 }
 
+/* The refiner's guide: the frame scaled down by a whole factor k, as OpenCV's INTER_LINEAR samples
+ * it (source position k x + (k - 1) / 2: one pixel for odd k, the rounded mean of a 2 x 2 block for
+ * even k), then grey as OpenCV 5's BGR2GRAY, (3735 B + 19235 G + 9798 R + 16384) >> 15. One pass
+ * instead of a resize and a conversion, and it reads only the rows it samples (a third at 1080p).
+ * Both formulas match OpenCV exactly on random frames (tests/capture_sink/test_native_refine.py). */
+static inline uint8_t gray15(uint32_t b, uint32_t g, uint32_t r) {
+    return (uint8_t)((b * 3735u + g * 19235u + r * 9798u + 16384u) >> 15);
+}
+
+static inline void guide_row(const uint8_t *restrict r0, const uint8_t *restrict r1, uint8_t *restrict o,
+                             int width, const int k) {
+    if (k & 1) {
+        for (int x = 0; x < width; x++) {
+            const uint8_t *q = r0 + 3 * k * x;
+            o[x] = gray15(q[0], q[1], q[2]);
+        }
+        return;
+    }
+    for (int x = 0; x < width; x++) {
+        const uint8_t *q = r0 + 3 * k * x, *u = r1 + 3 * k * x;
+        uint32_t b = (uint32_t)(q[0] + q[3] + u[0] + u[3] + 2) >> 2;
+        uint32_t g = (uint32_t)(q[1] + q[4] + u[1] + u[4] + 2) >> 2;
+        uint32_t r = (uint32_t)(q[2] + q[5] + u[2] + u[5] + 2) >> 2;
+        o[x] = gray15(b, g, r);
+    }
+}
+
+#if defined(__SSSE3__)
+/* 16 BGR pixels (48 bytes) split into their B, G and R bytes. */
+static inline void split_bgr16(const uint8_t *q, __m128i *B, __m128i *G, __m128i *R) {
+    const __m128i a0 = _mm_loadu_si128((const __m128i *)q), a1 = _mm_loadu_si128((const __m128i *)(q + 16));
+    const __m128i a2 = _mm_loadu_si128((const __m128i *)(q + 32));
+    *B = _mm_or_si128(_mm_or_si128(
+        _mm_shuffle_epi8(a0, _mm_setr_epi8(0, 3, 6, 9, 12, 15, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)),
+        _mm_shuffle_epi8(a1, _mm_setr_epi8(-1, -1, -1, -1, -1, -1, 2, 5, 8, 11, 14, -1, -1, -1, -1, -1))),
+        _mm_shuffle_epi8(a2, _mm_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 1, 4, 7, 10, 13)));
+    *G = _mm_or_si128(_mm_or_si128(
+        _mm_shuffle_epi8(a0, _mm_setr_epi8(1, 4, 7, 10, 13, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)),
+        _mm_shuffle_epi8(a1, _mm_setr_epi8(-1, -1, -1, -1, -1, 0, 3, 6, 9, 12, 15, -1, -1, -1, -1, -1))),
+        _mm_shuffle_epi8(a2, _mm_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 2, 5, 8, 11, 14)));
+    *R = _mm_or_si128(_mm_or_si128(
+        _mm_shuffle_epi8(a0, _mm_setr_epi8(2, 5, 8, 11, 14, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)),
+        _mm_shuffle_epi8(a1, _mm_setr_epi8(-1, -1, -1, -1, -1, 1, 4, 7, 10, 13, -1, -1, -1, -1, -1, -1))),
+        _mm_shuffle_epi8(a2, _mm_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 3, 6, 9, 12, 15)));
+}
+
+/* The rounded 2 x 2 means of 16 pixels of two rows: 8 per channel, in 16-bit lanes. */
+static inline void mean2x2_8(const uint8_t *q, const uint8_t *u, __m128i *b, __m128i *g, __m128i *r) {
+    const __m128i ones = _mm_set1_epi8(1), two = _mm_set1_epi16(2);
+    __m128i qb, qg, qr, ub, ug, ur;
+    split_bgr16(q, &qb, &qg, &qr);
+    split_bgr16(u, &ub, &ug, &ur);
+    *b = _mm_srli_epi16(_mm_add_epi16(_mm_add_epi16(_mm_maddubs_epi16(qb, ones), _mm_maddubs_epi16(ub, ones)), two), 2);
+    *g = _mm_srli_epi16(_mm_add_epi16(_mm_add_epi16(_mm_maddubs_epi16(qg, ones), _mm_maddubs_epi16(ug, ones)), two), 2);
+    *r = _mm_srli_epi16(_mm_add_epi16(_mm_add_epi16(_mm_maddubs_epi16(qr, ones), _mm_maddubs_epi16(ur, ones)), two), 2);
+}
+
+/* gray15 of 8 pixels in 16-bit lanes, through 32-bit multiply-adds: (B, G) pairs and (R, 16384) pairs. */
+static inline __m128i gray15_8(__m128i b, __m128i g, __m128i r) {
+    const __m128i wbg = _mm_set1_epi32(3735 | (19235 << 16)), wr = _mm_set1_epi32(9798 | (1 << 16));
+    const __m128i half = _mm_set1_epi16(16384);
+    const __m128i lo = _mm_srli_epi32(_mm_add_epi32(_mm_madd_epi16(_mm_unpacklo_epi16(b, g), wbg),
+                                                    _mm_madd_epi16(_mm_unpacklo_epi16(r, half), wr)), 15);
+    const __m128i hi = _mm_srli_epi32(_mm_add_epi32(_mm_madd_epi16(_mm_unpackhi_epi16(b, g), wbg),
+                                                    _mm_madd_epi16(_mm_unpackhi_epi16(r, half), wr)), 15);
+    return _mm_packs_epi32(lo, hi);
+}
+#endif
+
+int EXPORT(hc_guide_gray)(const uint8_t *restrict frame, ptrdiff_t fstride, int height, int width, int k,
+                          uint8_t *restrict out, ptrdiff_t ostride) {
+    if (k < 2 || width < k || height < k || width / k > MAX_WIDTH) return -1;
+    const int oh = height / k, ow = width / k, first = (k - 1) / 2;   /* odd k: the centre; even: its top left */
+    for (int y = 0; y < oh; y++) {
+        const uint8_t *r0 = frame + (ptrdiff_t)(y * k + first) * fstride + 3 * first;
+        uint8_t *o = out + y * ostride;
+        int x = 0;
+#if defined(__SSSE3__)
+        /* k = 2, the 720p case: 16 output pixels from 32 of each row a step (GCC does not vectorise
+         * the stride-6 loads of guide_row; scalar it was 3x slower than OpenCV's two passes) */
+        if (k == 2) {
+            for (; x + 16 <= ow; x += 16) {
+                __m128i b0, g0, r0v, b1, g1, r1v;
+                mean2x2_8(r0 + 6 * x, r0 + fstride + 6 * x, &b0, &g0, &r0v);
+                mean2x2_8(r0 + 6 * x + 48, r0 + fstride + 6 * x + 48, &b1, &g1, &r1v);
+                _mm_storeu_si128((__m128i *)(o + x), _mm_packus_epi16(gray15_8(b0, g0, r0v), gray15_8(b1, g1, r1v)));
+            }
+        }
+#endif
+        if (k == 2) guide_row(r0 + 6 * x, r0 + fstride + 6 * x, o + x, ow - x, 2);
+        else if (k == 3) guide_row(r0, r0 + fstride, o, ow, 3);
+        else guide_row(r0, r0 + fstride, o, ow, k);
+    }
+    return 0;
+}
+
+/* OpenCV's BORDER_REFLECT index (edge pixel repeated: cba|abc...xyz|zyx), for any p. */
+static int reflect_index(int p, int n) {
+    if (n == 1) return 0;
+    while (p < 0 || p >= n) p = p < 0 ? -p - 1 : 2 * n - p - 1;
+    return p;
+}
+
+/* One row of a quantity of the guided filter, with r reflected values at each end (row[-r .. w + r)). */
+enum { Q_I, Q_P, Q_II, Q_IP, Q_PLANE };
+static void quantity_row(int q, const uint8_t *restrict I, const float *restrict p, const float *restrict plane,
+                         float *restrict row, int w, int r) {
+    switch (q) {
+    case Q_I: for (int x = 0; x < w; x++) row[x] = (float)I[x]; break;
+    case Q_P: for (int x = 0; x < w; x++) row[x] = p[x]; break;
+    case Q_II: for (int x = 0; x < w; x++) row[x] = (float)I[x] * (float)I[x]; break;
+    case Q_IP: for (int x = 0; x < w; x++) row[x] = (float)I[x] * p[x]; break;
+    default: for (int x = 0; x < w; x++) row[x] = plane[x]; break;
+    }
+    for (int i = 1; i <= r; i++) {
+        row[-i] = row[reflect_index(-i, w)];
+        row[w - 1 + i] = row[reflect_index(w - 1 + i, w)];
+    }
+}
+
+/* Eight floats in a register (GCC's vector extension: AVX on the wider builds, two SSE halves on
+ * the generic one); loads and stores through memcpy, so any alignment is fine. */
+typedef float f8 __attribute__((vector_size(32)));
+#define ADD8(acc, p) do { f8 v_; memcpy(&v_, (p), sizeof v_); (acc) += v_; } while (0)
+
+/* dst = the mean of a quantity over (2r + 1)^2 windows, borders reflected (cv2.boxFilter with
+ * BORDER_REFLECT): a horizontal sum per row into `tmp`, then a vertical sum of 2r + 1 rows of it.
+ * Each sum of eight outputs is built in a register over the taps (one load and one add a tap),
+ * four of them at once so the adds' latency is hidden: adding tap by tap into the output row cost
+ * a load and a store more per tap, one sum at a time waited on each add (perf), and either was no
+ * faster than OpenCV's seventeen calls. */
+static void box_mean(int q, const uint8_t *restrict I, ptrdiff_t istride, const float *restrict p, ptrdiff_t pstride,
+                     const float *restrict plane, float *restrict dst, ptrdiff_t dstride, int h, int w, int r,
+                     float *restrict tmp, float *restrict row, const int *restrict rows) {
+    const int taps = 2 * r + 1;
+    for (int y = 0; y < h; y++) {
+        quantity_row(q, I + y * istride, p + y * pstride, plane + (ptrdiff_t)y * w, row + r, w, r);
+        float *restrict t = tmp + (ptrdiff_t)y * w;
+        int x = 0;
+        for (; x + 32 <= w; x += 32) {     /* four independent sums hide the adds' latency */
+            f8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+            for (int d = 0; d < taps; d++) {
+                ADD8(a0, row + x + d); ADD8(a1, row + x + 8 + d); ADD8(a2, row + x + 16 + d); ADD8(a3, row + x + 24 + d);
+            }
+            memcpy(t + x, &a0, sizeof a0), memcpy(t + x + 8, &a1, sizeof a1);
+            memcpy(t + x + 16, &a2, sizeof a2), memcpy(t + x + 24, &a3, sizeof a3);
+        }
+        for (; x + 8 <= w; x += 8) {
+            f8 acc = {0};
+            for (int d = 0; d < taps; d++) ADD8(acc, row + x + d);
+            memcpy(t + x, &acc, sizeof acc);
+        }
+        for (; x < w; x++) {
+            float acc = row[x];
+            for (int d = 1; d < taps; d++) acc += row[x + d];
+            t[x] = acc;
+        }
+    }
+    const float norm = 1.0f / (float)(taps * taps);
+    for (int y = 0; y < h; y++) {
+        float *restrict o = dst + y * dstride;
+        const int *restrict src = rows + y;
+        int x = 0;
+        for (; x + 32 <= w; x += 32) {
+            f8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+            for (int d = 0; d < taps; d++) {
+                const float *s = tmp + (ptrdiff_t)src[d] * w + x;
+                ADD8(a0, s); ADD8(a1, s + 8); ADD8(a2, s + 16); ADD8(a3, s + 24);
+            }
+            a0 *= norm, a1 *= norm, a2 *= norm, a3 *= norm;
+            memcpy(o + x, &a0, sizeof a0), memcpy(o + x + 8, &a1, sizeof a1);
+            memcpy(o + x + 16, &a2, sizeof a2), memcpy(o + x + 24, &a3, sizeof a3);
+        }
+        for (; x + 8 <= w; x += 8) {
+            f8 acc = {0};
+            for (int d = 0; d < taps; d++) ADD8(acc, tmp + (ptrdiff_t)src[d] * w + x);
+            acc *= norm;
+            memcpy(o + x, &acc, sizeof acc);
+        }
+        for (; x < w; x++) {
+            float acc = tmp[(ptrdiff_t)src[0] * w + x];
+            for (int d = 1; d < taps; d++) acc += tmp[(ptrdiff_t)src[d] * w + x];
+            o[x] = acc * norm;
+        }
+    }
+}
+
+/* The fast guided filter's coefficients at its low resolution (He & Sun 2015), with the threshold
+ * ramp folded in: from the grey guide I (uint8) and the mask p (float, 0..255),
+ *   a = cov(I, p) / (var(I) + eps),  b = mean(p) - a mean(I),
+ *   mean_a = scale box(a),  mean_b = scale box(b) + offset,
+ * every mean over (2r + 1)^2 windows with reflected borders, as the refiner's OpenCV path computes
+ * it in seventeen calls (capture_sink/refine.py). Rows of p, mean_a and mean_b are `fstride` floats
+ * apart. Returns 0, or -1 for a bad size or no memory. */
+int EXPORT(hc_guided_coeffs)(const uint8_t *restrict I, ptrdiff_t istride, const float *restrict p,
+                             ptrdiff_t fstride, int h, int w, int r, float eps, float scale, float offset,
+                             float *restrict mean_a, float *restrict mean_b) {
+    if (w < 1 || w > MAX_WIDTH || h < 1 || r < 0 || r > 1024) return -1;
+    const size_t plane = (size_t)h * (size_t)w;
+    float *buf = malloc(sizeof(float) * (5 * plane + (size_t)w + 2 * (size_t)r));
+    int *rows = malloc(sizeof(int) * ((size_t)h + 2 * (size_t)r));
+    if (buf == NULL || rows == NULL) {
+        free(buf), free(rows);
+        return -1;
+    }
+    float *mI = buf, *mP = buf + plane, *mII = buf + 2 * plane, *mIP = buf + 3 * plane, *tmp = buf + 4 * plane;
+    float *row = buf + 5 * plane;
+    for (int i = 0; i < h + 2 * r; i++) rows[i] = reflect_index(i - r, h);
+    box_mean(Q_I, I, istride, p, fstride, NULL, mI, w, h, w, r, tmp, row, rows);
+    box_mean(Q_P, I, istride, p, fstride, NULL, mP, w, h, w, r, tmp, row, rows);
+    box_mean(Q_II, I, istride, p, fstride, NULL, mII, w, h, w, r, tmp, row, rows);
+    box_mean(Q_IP, I, istride, p, fstride, NULL, mIP, w, h, w, r, tmp, row, rows);
+    for (size_t i = 0; i < plane; i++) {
+        float a = (mIP[i] - mI[i] * mP[i]) / (mII[i] - mI[i] * mI[i] + eps);
+        mII[i] = a;                        /* a and b in the planes of the means no longer needed */
+        mIP[i] = mP[i] - a * mI[i];
+    }
+    box_mean(Q_PLANE, I, istride, p, fstride, mII, mean_a, fstride, h, w, r, tmp, row, rows);
+    box_mean(Q_PLANE, I, istride, p, fstride, mIP, mean_b, fstride, h, w, r, tmp, row, rows);
+    for (int y = 0; y < h; y++) {
+        float *restrict ma = mean_a + y * fstride, *restrict mb = mean_b + y * fstride;
+        for (int x = 0; x < w; x++) {
+            ma[x] *= scale;
+            mb[x] = mb[x] * scale + offset;
+        }
+    }
+    free(buf), free(rows);
+    return 0;
+}
+
 /* BGR -> YUYV (4:2:2) for the v4l2loopback writers: BT.601 limited range, each chroma sample
  * from the average of its pixel pair, as capture_sink/outputs/yuv.py documents. Fixed point in
  * 1/128 of a level through 16-bit high multiplies: Y from each 8-bit channel shifted left by 8,

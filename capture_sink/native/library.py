@@ -70,7 +70,13 @@ class FrameOps:
         self._guided_apply.argtypes = [_c_u8, _c_u8, _c_ssize, _c_int, _c_int, _c_u8, _c_ssize, _c_u8, _c_ssize]
         self._bgr_to_yuyv = getattr(lib, f"hc_bgr_to_yuyv_{isa}")
         self._bgr_to_yuyv.argtypes = [_c_u8, _c_ssize, _c_int, _c_int, _c_u8, _c_ssize]
-        for fn in (self._hologram, self._composite, self._upsample, self._guided_apply, self._bgr_to_yuyv):
+        self._guide_gray = getattr(lib, f"hc_guide_gray_{isa}")
+        self._guide_gray.argtypes = [_c_u8, _c_ssize, _c_int, _c_int, _c_int, _c_u8, _c_ssize]
+        self._guided_coeffs = getattr(lib, f"hc_guided_coeffs_{isa}")
+        self._guided_coeffs.argtypes = [_c_u8, _c_ssize, _c_u8, _c_ssize, _c_int, _c_int, _c_int, ctypes.c_float,
+                                        ctypes.c_float, ctypes.c_float, _c_u8, _c_u8]
+        for fn in (self._hologram, self._composite, self._upsample, self._guided_apply, self._bgr_to_yuyv,
+                   self._guide_gray, self._guided_coeffs):
             fn.restype = ctypes.c_int
 
     def hologram_composite(self, frame: np.ndarray, lut: np.ndarray, shift: int, weights: np.ndarray,
@@ -131,6 +137,36 @@ class FrameOps:
         _check(self._guided_apply(_ptr(a), _ptr(b), a.strides[0] // 4, h, w, _ptr(guide), guide.strides[0],
                                   _ptr(out), out.strides[0]))
 
+
+    def guide_gray(self, frame: np.ndarray, out: np.ndarray) -> None:
+        """out = grey of `frame` scaled down by the whole factor k (>= 2) that it is smaller, as
+        cv2.resize INTER_LINEAR then cv2.cvtColor BGR2GRAY compute it (exactly, see frame_ops.c)."""
+        h, w = _bgr(frame, "frame")
+        k = h // out.shape[0] if out.ndim == 2 and out.shape[0] else 0
+        if k < 2 or out.shape != (h // k, w // k) or (h, w) != (k * out.shape[0], k * out.shape[1]):
+            raise ValueError(f"guide_gray scales down by a whole factor >= 2: out {out.shape} is not that "
+                             f"fraction of the frame's {(h, w)}")
+        _gray(out, "out", out.shape)
+        _check(self._guide_gray(_ptr(frame), frame.strides[0], h, w, k, _ptr(out), out.strides[0]))
+
+    def guided_coeffs(self, guide: np.ndarray, p: np.ndarray, radius: int, eps: float, scale: float,
+                      offset: float, mean_a: np.ndarray, mean_b: np.ndarray) -> None:
+        """The fast guided filter's mean coefficients at its low resolution, the threshold ramp
+        (scale, offset) folded in (see frame_ops.c): box windows of 2 radius + 1, borders reflected."""
+        if guide.ndim != 2:
+            raise ValueError(f"guided_coeffs needs a uint8 (h, w) guide, got {guide.dtype} {guide.shape}")
+        h, w = guide.shape
+        _gray(guide, "guide", (h, w))
+        if w > MAX_WIDTH:
+            raise ValueError(f"guide is {w} pixels wide: the native passes take at most {MAX_WIDTH}")
+        for name, a in (("p", p), ("mean_a", mean_a), ("mean_b", mean_b)):
+            if a.dtype != np.float32 or a.shape != (h, w) or a.strides != p.strides or a.strides[1] != 4:
+                raise ValueError(f"guided_coeffs needs float32 ({h}, {w}) arrays of one layout, {name} is "
+                                 f"{a.dtype} {a.shape}")
+        if not 0 <= radius <= 1024:
+            raise ValueError(f"guided filter radius {radius} is out of range: use 0..1024")
+        _check(self._guided_coeffs(_ptr(guide), guide.strides[0], _ptr(p), p.strides[0] // 4, h, w, radius,
+                                   eps, scale, offset, _ptr(mean_a), _ptr(mean_b)))
 
     def bgr_to_yuyv(self, frame: np.ndarray, out: np.ndarray) -> None:
         """out (H, W, 2) = frame (H, W, 3) as YUYV, BT.601 limited range, pair-averaged chroma."""
