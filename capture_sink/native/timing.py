@@ -66,8 +66,40 @@ def time_builds(isas: list[str], rounds: int = 30) -> list[dict]:
                 lambda: ops.bgr_to_yuyv(frame, yuyv), rounds)
             diff = int(np.abs(cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_YUY2).astype(int) - yuyv).max())
             rows.append(_row(isa, label, "BGR to YUYV", stock_ms, native_ms, diff))
+            # the refiner's guide: the frame's grey at its work size (640x360)
+            k = h // 360
+            small, gray, guide = np.empty((360, 640, 3), np.uint8), np.empty((360, 640), np.uint8), np.empty((360, 640), np.uint8)
+            stock_ms, native_ms = choice.time_both(
+                lambda: cv2.cvtColor(cv2.resize(frame, (640, 360), dst=small, interpolation=cv2.INTER_LINEAR),
+                                     cv2.COLOR_BGR2GRAY, dst=gray),
+                lambda: ops.guide_gray(frame, guide), rounds)
+            rows.append(_row(isa, label, f"guide grey {k}x", stock_ms, native_ms, int(np.abs(gray.astype(int) - guide).max())))
         rows.append(_guided_apply_row(ops, isa, rounds))
+        rows.append(_guided_coefficients_row(ops, isa, rounds))
     return rows
+
+
+def _guided_coefficients_row(ops, isa: str, rounds: int) -> dict:
+    """The refiner's guided-filter coefficients at 320x180 from a real frame and a soft mask: its
+    17 OpenCV calls against the native pass; the difference is in the alpha they give."""
+    from capture_sink.refine import MaskRefiner
+
+    frame, _, alpha = scene(720, 1280)
+    refiner = MaskRefiner()
+    refiner.refine(cv2.resize(alpha, (256, 144), interpolation=cv2.INTER_AREA), frame)   # sizes, guide, p
+    g = refiner._g_low
+    scale, offset = refiner._ramp or (1.0, 0.0)
+    mean_a, mean_b = np.empty_like(g["II"]), np.empty_like(g["Ip"])
+    stock_ms, native_ms = choice.time_both(
+        lambda: refiner._coefficients_opencv(scale, offset),
+        lambda: ops.guided_coeffs(refiner._gray_low, g["p"], refiner._radius, refiner._eps, scale, offset,
+                                  mean_a, mean_b), rounds)
+    refiner._coefficients_opencv(scale, offset)
+    stock_alpha, native_alpha = np.empty((360, 640), np.uint8), np.empty((360, 640), np.uint8)
+    ops.guided_apply(g["II"], g["Ip"], refiner._guide_gray, stock_alpha)
+    ops.guided_apply(mean_a, mean_b, refiner._guide_gray, native_alpha)
+    diff = int(np.abs(stock_alpha.astype(int) - native_alpha).max())
+    return _row(isa, "work 320x180", "guided filter coefficients", stock_ms, native_ms, diff)
 
 
 def _guided_apply_row(ops, isa: str, rounds: int) -> dict:
