@@ -14,22 +14,12 @@ from capture_sink.composite import Compositor
 from capture_sink.effects import create_effect
 from capture_sink.native import build as native_build
 from capture_sink.native import choice, library
+from helpers_native import fresh_native_choices  # noqa: F401 (autouse: no native decision leaks between tests)
 from helpers_yuv import reference_yuyv
 
 pytestmark = pytest.mark.skipif(native_build.compiler() is None, reason="no C compiler: apt install gcc")
 
 DEMO = "capture_sink/assets/demo_person.jpg"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_choices(monkeypatch):
-    monkeypatch.delenv(library.ENABLE_ENV, raising=False)
-    monkeypatch.delenv(library.ISA_ENV, raising=False)
-    choice.forget()
-    library.forget()
-    yield
-    choice.forget()
-    library.forget()
 
 
 def _scene(height: int, width: int, seed: int = 0):

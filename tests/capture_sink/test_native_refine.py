@@ -10,19 +10,9 @@ import pytest
 
 from capture_sink.native import choice, library
 from capture_sink.refine import MaskRefiner, preset
+from helpers_native import fresh_native_choices  # noqa: F401 (autouse: no native decision leaks between tests)
 
 DEMO = "capture_sink/assets/demo_person.jpg"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_choices(monkeypatch):
-    monkeypatch.delenv(library.ENABLE_ENV, raising=False)
-    monkeypatch.delenv(library.ISA_ENV, raising=False)
-    choice.forget()
-    library.forget()
-    yield
-    choice.forget()
-    library.forget()
 
 
 def _opencv_guide(frame: np.ndarray, k: int) -> np.ndarray:
