@@ -63,6 +63,7 @@ class YuyvOutput(Output):
     """The v4l2 writer's per-frame work without a device: BGR -> YUYV into a reused buffer."""
 
     KEY = "bench-yuyv"
+    takes_yuyv = True      # as the v4l2 output at its default pixel format
 
     def __init__(self, width: int, height: int, fps: float) -> None:
         super().__init__(width=width, height=height, fps=fps)
@@ -70,6 +71,10 @@ class YuyvOutput(Output):
 
     def write(self, frame_bgr: np.ndarray) -> None:
         self._convert.convert(frame_bgr)
+        self.frames_written += 1
+
+    def write_yuyv(self, frame_yuyv: np.ndarray) -> None:
+        self._check_frame(frame_yuyv, channels=2)   # made as YUYV by the sink: nothing to convert
         self.frames_written += 1
 
     def _close(self) -> None:

@@ -229,7 +229,8 @@ class SinkApp:
 
     # -- running --------------------------------------------------------------------------
     def process(self, frame: Frame) -> np.ndarray:
-        """One frame through the whole sink; returns the BGR frame handed to the outputs."""
+        """One frame through the whole sink; returns the frame handed to the outputs: BGR, or YUYV
+        (H, W, 2) while every output takes YUYV (`_writers_take_yuyv`)."""
         c, stats, dispatcher = self.config, self.stats, self.dispatcher
         if self._changes:
             self._apply_changes()
@@ -298,20 +299,27 @@ class SinkApp:
         left_s = frame.capture_time + 1.0 / fps - time.monotonic() - compose_s
         return max(0.0, min(self.config.mask_budget_ms / 1000.0, left_s))
 
+    def _writers_take_yuyv(self) -> bool:
+        """Every output writes YUYV as it comes (the virtual camera alone, nobody on the preview):
+        then the composite makes the frame as YUYV and no writer converts it."""
+        writers = self.writers
+        return bool(writers) and all(writer.takes_yuyv for writer in writers)
+
     def _compose(self, frame: Frame, result, foreground: np.ndarray | None = None) -> np.ndarray:
         stats = self.stats
         with stats.stage("refine"):
             alpha = self.refiner.refine(result.mask, frame.image)
         with stats.stage("background"):
             background = self.background.render(frame.image, alpha)
+        yuyv = self._writers_take_yuyv()
         if foreground is None:
             # The effect and the composite in one step: the hologram fuses them into one native pass.
             with stats.stage("composite"):
-                out = self.effect.composite(frame.image, background, alpha, self.compositor)
+                out = self.effect.composite(frame.image, background, alpha, self.compositor, yuyv=yuyv)
             stats.drop("effect")   # its time is in "composite" here; a stale figure would shrink the wait
             return out
         with stats.stage("composite"):
-            return self.compositor.composite(foreground, background, alpha)
+            return self.compositor.composite(foreground, background, alpha, yuyv=yuyv)
 
     def run(self, max_frames: int | None = None) -> None:
         next_log = time.monotonic() + STATS_LOG_INTERVAL_S

@@ -4,17 +4,20 @@ out = fg * a/255 + bg * (255 - a)/255, per pixel and channel, with `a` the uint8
 `capture_sink.refine`. Each product is one saturating `cv2.multiply` with scale 1/255 (rounded),
 so the result is within +-1 of the exact float value, without the seed's float64 round trip
 (three full-frame float64 arrays a frame). Where the sink's native pass is faster on this CPU
-(capture_sink/native/choice.py), one fused pass computes the same blend, exactly rounded.
+(capture_sink/native/choice.py), one fused pass computes the same blend, exactly rounded, and
+while every output takes YUYV (the virtual camera) it writes the frame as YUYV itself.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 import cv2
 import numpy as np
 
 from capture_sink.native import choice, library
+from capture_sink.outputs.yuv import BgrToYuyv
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +33,7 @@ class Compositor:
 
     def __init__(self) -> None:
         self._shape: tuple[int, ...] | None = None
+        self._to_yuyv: BgrToYuyv | None = None      # the writer's conversion, for `yuyv_pays`
 
     def _allocate(self, shape: tuple[int, ...]) -> None:
         self._alpha3 = np.empty(shape, np.uint8)
@@ -38,16 +42,18 @@ class Compositor:
         self._bg_part = np.empty(shape, np.uint8)
         self._shape = shape
 
-    def composite(self, fg_bgr: np.ndarray, bg_bgr: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    def composite(self, fg_bgr: np.ndarray, bg_bgr: np.ndarray, alpha: np.ndarray,
+                  yuyv: bool = False) -> np.ndarray:
         """Foreground over background.
 
         Args:
             fg_bgr: uint8 (H, W, 3), the foreground (the frame after the effect).
             bg_bgr: uint8 (H, W, 3), the background of the same size.
             alpha: uint8 (H, W), 255 = foreground, 0 = background.
+            yuyv: the outputs take YUYV: make the frame as YUYV where that is faster (`yuyv_pays`).
         Returns:
-            uint8 (H, W, 3), a new read-only array; or `fg_bgr` itself when the foreground and
-            background are the same array (nothing to blend).
+            uint8 (H, W, 3) BGR, or (H, W, 2) YUYV when asked and faster, a new read-only array;
+            or `fg_bgr` itself when the foreground and background are the same array.
         """
         if fg_bgr.shape != bg_bgr.shape or alpha.shape != fg_bgr.shape[:2]:
             raise ValueError(f"composite needs equal sizes: fg {fg_bgr.shape}, bg {bg_bgr.shape}, "
@@ -58,14 +64,29 @@ class Compositor:
             self._allocate(fg_bgr.shape)
         ops = library.load()
         if ops is not None and library.accepts(fg_bgr, bg_bgr, alpha):
-            def native() -> np.ndarray:
-                out = np.empty(fg_bgr.shape, np.uint8)
+            def native(channels: int = 3) -> np.ndarray:
+                out = np.empty((*fg_bgr.shape[:2], channels), np.uint8)
                 ops.composite(fg_bgr, bg_bgr, alpha, out)
                 return _handed_out(out)
-            if choice.use_native("composite", fg_bgr.shape[:2], ops.isa,
+            size = fg_bgr.shape[:2]
+            if choice.use_native("composite", size, ops.isa,
                                  lambda: self._composite_opencv(fg_bgr, bg_bgr, alpha), native):
+                if yuyv and self.yuyv_pays("composite", size, ops.isa, native, lambda: native(2)):
+                    return native(2)
                 return native()
         return self._composite_opencv(fg_bgr, bg_bgr, alpha)
+
+    def yuyv_pays(self, op: str, size: tuple[int, int], isa: str, bgr_pass: Callable[[], np.ndarray],
+                  yuyv_pass: Callable[[], np.ndarray]) -> bool:
+        """Whether native pass `op` writing YUYV itself (each row converted while in cache) beats
+        its BGR frame converted afterwards as the v4l2 writer would; timed once per size, like
+        every native pass (capture_sink/native/choice.py). Even widths only (YUYV pairs pixels)."""
+        if size[1] % 2:
+            return False
+        if self._to_yuyv is None or (self._to_yuyv.height, self._to_yuyv.width) != size:
+            self._to_yuyv = BgrToYuyv(size[1], size[0])
+        to_yuyv = self._to_yuyv
+        return choice.use_native(f"{op} to YUYV", size, isa, lambda: to_yuyv.convert(bgr_pass()), yuyv_pass)
 
     def _composite_opencv_fresh(self, fg_bgr: np.ndarray, bg_bgr: np.ndarray, alpha: np.ndarray) -> np.ndarray:
         """The OpenCV path alone, allocating as needed (tests and benchmarks compare against it)."""

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from types import TracebackType
 
+import cv2
 import numpy as np
 
 from capture_sink.outputs.base import Output
@@ -46,6 +47,11 @@ class SteadyStats:
 class SteadyWriter:
     """Writes the newest frame to ``output`` at ``fps`` from its own thread.
 
+    Frames are BGR (H, W, 3) or YUYV (H, W, 2), the form the sink's passes made them in
+    (capture_sink/app.py asks for YUYV while every output `takes_yuyv`): a YUYV frame goes to
+    ``output.write_yuyv`` as it is, or, for an output that takes BGR only (the preview joining
+    between two frames), is converted back to BGR here.
+
     ``submit`` copies a writeable frame (so the caller may reuse its buffer at once) and keeps a
     read-only one by reference: a frame its maker marked read-only is never written again (the
     effects hand out a fresh, read-only array each frame), so copying it is a waste, 2.7 MB at
@@ -68,10 +74,11 @@ class SteadyWriter:
         self.fps = float(fps)
         self.period = 1.0 / self.fps
         self._shape = (output.height, output.width, 3)
-        # submit() copies writeable frames into whichever of these two the thread is not writing
-        self._buffers = (np.zeros(self._shape, np.uint8), np.zeros(self._shape, np.uint8))
-        self._pending = self._buffers[0]   # newest submitted, not yet written (own buffer or borrowed)
-        self._current = self._buffers[1]   # what the thread writes (black at first)
+        # submit() copies writeable frames into whichever of a pair the thread is not writing
+        # (one pair per form, BGR and YUYV, made when first needed)
+        self._buffers = {3: (np.zeros(self._shape, np.uint8), np.zeros(self._shape, np.uint8))}
+        self._pending = self._buffers[3][0]   # newest submitted, not yet written (own buffer or borrowed)
+        self._current = self._buffers[3][1]   # what the thread writes (black at first)
         self._has_pending = False
         self._has_frame = start_black
         self._lock = threading.Lock()
@@ -89,22 +96,33 @@ class SteadyWriter:
         self._thread.start()
         return self
 
-    def submit(self, frame_bgr: np.ndarray) -> None:
-        """Hand over the newest frame (copied unless read-only; returns at once)."""
+    @property
+    def takes_yuyv(self) -> bool:
+        """Whether the output writes YUYV frames as they are (then the sink makes them so)."""
+        return self.output.takes_yuyv
+
+    def submit(self, frame: np.ndarray) -> None:
+        """Hand over the newest frame, BGR or YUYV (copied unless read-only; returns at once)."""
         self._raise_if_failed()
-        if frame_bgr.shape != self._shape or frame_bgr.dtype != np.uint8:
+        if frame.shape[:2] != self._shape[:2] or frame.ndim != 3 or frame.shape[2] not in (2, 3) \
+                or frame.dtype != np.uint8:
             raise OutputError(
-                f"steady writer takes BGR uint8 frames of shape {self._shape}, got {frame_bgr.dtype} "
-                f"{frame_bgr.shape}: resize the frame, or open the output at that size"
+                f"steady writer takes BGR uint8 frames of shape {self._shape} (or YUYV of "
+                f"{(*self._shape[:2], 2)}), got {frame.dtype} {frame.shape}: resize the frame, or open "
+                f"the output at that size"
             )
-        borrow = not frame_bgr.flags.writeable and frame_bgr.flags.c_contiguous
+        borrow = not frame.flags.writeable and frame.flags.c_contiguous
         with self._lock:
             if borrow:
-                self._pending = frame_bgr
+                self._pending = frame
             else:
                 # The thread reads _current outside the lock: copy into the other buffer.
-                own = self._buffers[0] if self._current is not self._buffers[0] else self._buffers[1]
-                np.copyto(own, frame_bgr)
+                channels = frame.shape[2]
+                if channels not in self._buffers:
+                    self._buffers[channels] = (np.zeros(frame.shape, np.uint8), np.zeros(frame.shape, np.uint8))
+                pair = self._buffers[channels]
+                own = pair[0] if self._current is not pair[0] else pair[1]
+                np.copyto(own, frame)
                 self._pending = own
             if self._has_pending:
                 self._dropped += 1
@@ -198,10 +216,18 @@ class SteadyWriter:
                 last_write = now
                 repeating = not fresh
                 if frame is not None:
-                    self.output.write(frame)
+                    self._write(frame)
                     with self._lock:
                         self._written += 1
                         self._fresh += int(fresh)
         except Exception as e:  # handed to the caller by submit()/stop()
             self._error = e
             logger.error("E: steady writer for %s stopped: %s", self.output.KEY, e)
+
+    def _write(self, frame: np.ndarray) -> None:
+        if frame.shape[2] == 3:
+            self.output.write(frame)
+        elif self.output.takes_yuyv:
+            self.output.write_yuyv(frame)
+        else:
+            self.output.write(cv2.cvtColor(frame, cv2.COLOR_YUV2BGR_YUYV))

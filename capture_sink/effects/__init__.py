@@ -65,13 +65,14 @@ class Effect(ABC):
         return False
 
     def composite(self, frame_bgr: np.ndarray, background: np.ndarray, alpha: np.ndarray,
-                  compositor) -> np.ndarray:
+                  compositor, yuyv: bool = False) -> np.ndarray:
         """The effect's foreground over `background` through `alpha` (the sink's last step).
 
         An effect with a fused pass (the hologram's native one) overrides this to skip the
         full-frame foreground in between; the result is the compositor's or the effect's buffer.
+        With `yuyv` (every output takes YUYV) the result may be a YUYV (H, W, 2) frame instead.
         """
-        return compositor.composite(self.apply(frame_bgr), background, alpha)
+        return compositor.composite(self.apply(frame_bgr), background, alpha, yuyv=yuyv)
 
 
 def _options_of(cls: type[Effect]) -> list[str]:

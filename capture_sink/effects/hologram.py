@@ -158,29 +158,34 @@ class Hologram(Effect):
         return ops is not None and self._shape is not None and choice.chosen("hologram+composite", self._shape, ops.isa)
 
     def composite(self, frame_bgr: np.ndarray, background: np.ndarray, alpha: np.ndarray,
-                  compositor) -> np.ndarray:
+                  compositor, yuyv: bool = False) -> np.ndarray:
         """The hologram over the background in one native pass where that is faster on this CPU.
 
         The fused pass reads the frame, the tint and the background once and writes each output
-        byte once, instead of the eleven full-frame OpenCV passes of `apply` + the compositor.
+        byte once, instead of the eleven full-frame OpenCV passes of `apply` + the compositor;
+        with `yuyv` (every output takes YUYV) it writes YUYV where that beats converting after.
         """
         ops = library.load()
         if ops is None or not library.accepts(frame_bgr, background, alpha):
-            return compositor.composite(self.apply(frame_bgr), background, alpha)
+            return compositor.composite(self.apply(frame_bgr), background, alpha, yuyv=yuyv)
         self._prepare(frame_bgr)
 
         def stock() -> np.ndarray:
-            return compositor.composite(self._apply_opencv(frame_bgr), background, alpha)
+            return compositor.composite(self._apply_opencv(frame_bgr), background, alpha, yuyv=yuyv)
 
-        def native() -> np.ndarray:
-            return self._native_composite(ops, frame_bgr, background, alpha)
+        def native(channels: int = 3) -> np.ndarray:
+            return self._native_composite(ops, frame_bgr, background, alpha, channels)
 
         if choice.use_native("hologram+composite", self._shape, ops.isa, stock, native):
+            if yuyv and compositor.yuyv_pays("hologram+composite", self._shape, ops.isa, native,
+                                             lambda: native(2)):
+                return native(2)
             return native()
         return stock()
 
     def _native_composite(self, ops, frame_bgr: np.ndarray, background: np.ndarray | None,
-                          alpha: np.ndarray | None) -> np.ndarray:
+                          alpha: np.ndarray | None, channels: int = 3) -> np.ndarray:
+        """The fused pass into a fresh read-only frame: BGR (channels 3) or YUYV (channels 2)."""
         height, width = self._shape
         s = self.shift
         if not self._native_ready:
@@ -199,7 +204,7 @@ class Hologram(Effect):
         gain[s + self._banded_rows] = 1.0
         # A fresh output each frame, handed out read-only: the writers keep it without a copy
         # (capture_sink/steady_writer.py); glibc reuses the freed frames, so this costs no page faults.
-        out = np.empty((height, width, 3), np.uint8)
+        out = np.empty((height, width, channels), np.uint8)
         ops.hologram_composite(frame_bgr, self._native_lut, s, self._weights, background, alpha, out)
         out.flags.writeable = False
         return out

@@ -1,6 +1,7 @@
 /* The sink's full-frame passes in one native library: the hologram fused with the composite,
- * the composite alone, the refiner's last steps (the guided filter applied, the alpha's upsample
- * to the frame's size) and BGR -> YUYV for the virtual camera.
+ * the composite alone (either writing BGR or, for the virtual camera, YUYV), the refiner's steps
+ * (the guide's grey, the guided filter's coefficients and their apply, the alpha's upsample to the
+ * frame's size) and BGR -> YUYV.
  *
  * Why native: at 1280x720 each OpenCV call is one full pass over 2.7 MB of pixels, and the
  * hologram plus the composite take eleven of them. Here each output byte is computed once from
@@ -140,18 +141,26 @@ static void alpha_span(const uint8_t *restrict alpha, int width, int *x0, int *x
     *x1 = hi;
 }
 
+/* BGR -> YUYV of `height` rows (defined with hc_bgr_to_yuyv below); the fused passes convert each
+ * output row as it is made, while it is in L1, when they are asked for YUYV. */
+static void bgr_to_yuyv_rows(const uint8_t *restrict bgr, ptrdiff_t bstride, int height, int width,
+                             uint8_t *restrict out, ptrdiff_t ostride);
+
 /* The hologram of `frame` composited over `bg` through `alpha` into `out`; with `bg` NULL the
  * hologram alone (alpha unused). `lut` is the 256 x 3 BGR tint of each grey level; `weights`
  * holds three uint16 per output row, the weights (in 1/65536) of the tint at (y-s, x-s),
  * (y, x) and (y+s, x+s). Only what the mask shows is computed: the tint of the rows and columns
  * that output pixels with a mask above 0 read (the person's rows +-s, columns +-s); the rest of
- * each row is a copy of the background. Returns 0, or -1 for a bad size or no memory. */
+ * each row is a copy of the background. With `out_yuyv` set, `out` takes YUYV (2 bytes a pixel,
+ * even widths only), each row converted as hc_bgr_to_yuyv does while it is still in L1: the frame
+ * is never stored as BGR and the v4l2 writer has nothing left to convert.
+ * Returns 0, or -1 for a bad size or no memory. */
 int EXPORT(hc_hologram_composite)(const uint8_t *restrict frame, ptrdiff_t fstride, int height, int width,
                                   const uint8_t *restrict lut, int shift, const uint16_t *restrict weights,
                                   const uint8_t *restrict bg, ptrdiff_t bstride,
                                   const uint8_t *restrict alpha, ptrdiff_t astride,
-                                  uint8_t *restrict out, ptrdiff_t ostride) {
-    if (width < 1 || width > MAX_WIDTH || height < 1 || shift < 0) return -1;
+                                  uint8_t *restrict out, ptrdiff_t ostride, int out_yuyv) {
+    if (width < 1 || width > MAX_WIDTH || height < 1 || shift < 0 || (out_yuyv && (width & 1))) return -1;
     const int slots = 2 * shift + 1, s3 = 3 * shift;
     const size_t row_bytes = (size_t)3 * (size_t)(width + 2 * shift);   /* tint row with a zero border */
     /* The tint of rows y-s .. y+s, each at slot (row mod slots), plus one zero row for rows
@@ -159,11 +168,12 @@ int EXPORT(hc_hologram_composite)(const uint8_t *restrict frame, ptrdiff_t fstri
     uint8_t *ring = calloc((size_t)(slots + 1) * row_bytes, 1);
     uint8_t *a3 = malloc((size_t)3 * (size_t)width);
     uint8_t *gray = malloc((size_t)width);
+    uint8_t *rowbuf = malloc((size_t)3 * (size_t)width);                /* a BGR row before YUYV */
     int32_t *spans = malloc(sizeof(int32_t) * 2 * (size_t)height);      /* x0, x1 of each row */
     int32_t *shown = malloc(sizeof(int32_t) * ((size_t)height + 1));    /* rows with a span, prefix sums */
     uint32_t lut4[256];
-    if (ring == NULL || a3 == NULL || gray == NULL || spans == NULL || shown == NULL) {
-        free(ring), free(a3), free(gray), free(spans), free(shown);
+    if (ring == NULL || a3 == NULL || gray == NULL || rowbuf == NULL || spans == NULL || shown == NULL) {
+        free(ring), free(a3), free(gray), free(rowbuf), free(spans), free(shown);
         return -1;
     }
     int cmin = width, cmax = 0;
@@ -193,41 +203,48 @@ int EXPORT(hc_hologram_composite)(const uint8_t *restrict frame, ptrdiff_t fstri
         }
         if (y < 0) continue;
         const uint8_t *b = bg != NULL ? bg + y * bstride : NULL;
-        uint8_t *o = out + y * ostride;
+        uint8_t *o = out_yuyv ? rowbuf : out + y * ostride;
         const int x0 = spans[2 * y], x1 = spans[2 * y + 1];
         if (b != NULL) {
             memcpy(o, b, (size_t)3 * x0);                              /* mask 0: the background */
             memcpy(o + 3 * x1, b + 3 * x1, (size_t)3 * (width - x1));
         }
-        if (x1 <= x0) continue;
-        const uint8_t *pa = y - shift >= 0 ? ring + (size_t)((y - shift) % slots) * row_bytes : zero;
-        const uint8_t *pc = ring + (size_t)(y % slots) * row_bytes + s3;
-        const uint8_t *pb = (y + shift < height ? ring + (size_t)((y + shift) % slots) * row_bytes : zero) + 2 * s3;
-        const uint16_t *w = weights + 3 * y;
-        const uint8_t *f = frame + y * fstride;
-        const int i0 = 3 * x0, n = 3 * (x1 - x0);
-        if (b == NULL) {
-            holo_row(f + i0, pa + i0, pc + i0, pb + i0, o + i0, n, w[0], w[1], w[2]);
-        } else {
-            spread_alpha(alpha + y * astride + x0, a3, x1 - x0);
-            holo_blend_row(f + i0, pa + i0, pc + i0, pb + i0, b + i0, a3, o + i0, n, w[0], w[1], w[2]);
+        if (x1 > x0) {
+            const uint8_t *pa = y - shift >= 0 ? ring + (size_t)((y - shift) % slots) * row_bytes : zero;
+            const uint8_t *pc = ring + (size_t)(y % slots) * row_bytes + s3;
+            const uint8_t *pb = (y + shift < height ? ring + (size_t)((y + shift) % slots) * row_bytes : zero) + 2 * s3;
+            const uint16_t *w = weights + 3 * y;
+            const uint8_t *f = frame + y * fstride;
+            const int i0 = 3 * x0, n = 3 * (x1 - x0);
+            if (b == NULL) {
+                holo_row(f + i0, pa + i0, pc + i0, pb + i0, o + i0, n, w[0], w[1], w[2]);
+            } else {
+                spread_alpha(alpha + y * astride + x0, a3, x1 - x0);
+                holo_blend_row(f + i0, pa + i0, pc + i0, pb + i0, b + i0, a3, o + i0, n, w[0], w[1], w[2]);
+            }
         }
+        if (out_yuyv) bgr_to_yuyv_rows(rowbuf, 0, 1, width, out + y * ostride, 0);
     }
-    free(ring), free(a3), free(gray), free(spans), free(shown);
+    free(ring), free(a3), free(gray), free(rowbuf), free(spans), free(shown);
     return 0;
 }
 
-/* out = fg over bg through alpha (uint8, 255 = fg), exact rounding. Returns 0, or -1 as above. */
+/* out = fg over bg through alpha (uint8, 255 = fg), exact rounding; YUYV with `out_yuyv`, as above.
+ * Returns 0, or -1 as above. */
 int EXPORT(hc_composite)(const uint8_t *restrict fg, ptrdiff_t fstride, int height, int width,
                          const uint8_t *restrict bg, ptrdiff_t bstride,
                          const uint8_t *restrict alpha, ptrdiff_t astride,
-                         uint8_t *restrict out, ptrdiff_t ostride) {
-    if (width < 1 || width > MAX_WIDTH || height < 1) return -1;
+                         uint8_t *restrict out, ptrdiff_t ostride, int out_yuyv) {
+    if (width < 1 || width > MAX_WIDTH || height < 1 || (out_yuyv && (width & 1))) return -1;
     uint8_t *a3 = malloc((size_t)3 * (size_t)width);
-    if (a3 == NULL) return -1;
+    uint8_t *rowbuf = malloc((size_t)3 * (size_t)width);                /* a BGR row before YUYV */
+    if (a3 == NULL || rowbuf == NULL) {
+        free(a3), free(rowbuf);
+        return -1;
+    }
     for (int y = 0; y < height; y++) {
         const uint8_t *f = fg + y * fstride, *b = bg + y * bstride;
-        uint8_t *o = out + y * ostride;
+        uint8_t *o = out_yuyv ? rowbuf : out + y * ostride;
         int x0, x1;
         alpha_span(alpha + y * astride, width, &x0, &x1);
         memcpy(o, b, (size_t)3 * x0);
@@ -237,8 +254,9 @@ int EXPORT(hc_composite)(const uint8_t *restrict fg, ptrdiff_t fstride, int heig
             int i0 = 3 * x0;
             blend_row(f + i0, b + i0, a3, o + i0, 3 * (x1 - x0));
         }
+        if (out_yuyv) bgr_to_yuyv_rows(rowbuf, 0, 1, width, out + y * ostride, 0);
     }
-    free(a3);
+    free(a3), free(rowbuf);
     return 0;
 }
 
@@ -613,9 +631,8 @@ static inline void yuyv_pair(const uint8_t *p, uint8_t *o) {
     o[0] = (uint8_t)y0, o[1] = (uint8_t)u, o[2] = (uint8_t)y1, o[3] = (uint8_t)v;
 }
 
-int EXPORT(hc_bgr_to_yuyv)(const uint8_t *restrict bgr, ptrdiff_t bstride, int height, int width,
-                           uint8_t *restrict out, ptrdiff_t ostride) {
-    if (width < 2 || (width & 1) || width > MAX_WIDTH || height < 1) return -1;
+static void bgr_to_yuyv_rows(const uint8_t *restrict bgr, ptrdiff_t bstride, int height, int width,
+                             uint8_t *restrict out, ptrdiff_t ostride) {
 #if defined(__SSSE3__)
     const __m128i b0 = _mm_setr_epi8(0, 3, 6, 9, 12, 15, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
     const __m128i b1 = _mm_setr_epi8(-1, -1, -1, -1, -1, -1, 2, 5, 8, 11, 14, -1, -1, -1, -1, -1);
@@ -704,5 +721,11 @@ int EXPORT(hc_bgr_to_yuyv)(const uint8_t *restrict bgr, ptrdiff_t bstride, int h
 #endif
         for (; x < width; x += 2) yuyv_pair(p + 3 * x, o + 2 * x);
     }
+}
+
+int EXPORT(hc_bgr_to_yuyv)(const uint8_t *restrict bgr, ptrdiff_t bstride, int height, int width,
+                           uint8_t *restrict out, ptrdiff_t ostride) {
+    if (width < 2 || (width & 1) || width > MAX_WIDTH || height < 1) return -1;
+    bgr_to_yuyv_rows(bgr, bstride, height, width, out, ostride);
     return 0;
 }

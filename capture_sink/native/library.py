@@ -60,10 +60,10 @@ class FrameOps:
         self.isa, self.path = isa, path
         self._hologram = getattr(lib, f"hc_hologram_composite_{isa}")
         self._hologram.argtypes = [_c_u8, _c_ssize, _c_int, _c_int, _c_u8, _c_int, _c_u8,
-                                   _c_u8, _c_ssize, _c_u8, _c_ssize, _c_u8, _c_ssize]
+                                   _c_u8, _c_ssize, _c_u8, _c_ssize, _c_u8, _c_ssize, _c_int]
         self._composite = getattr(lib, f"hc_composite_{isa}")
         self._composite.argtypes = [_c_u8, _c_ssize, _c_int, _c_int, _c_u8, _c_ssize, _c_u8, _c_ssize,
-                                    _c_u8, _c_ssize]
+                                    _c_u8, _c_ssize, _c_int]
         self._upsample = getattr(lib, f"hc_upsample_{isa}")
         self._upsample.argtypes = [_c_u8, _c_ssize, _c_int, _c_int, _c_int, _c_u8, _c_ssize]
         self._guided_apply = getattr(lib, f"hc_guided_apply_{isa}")
@@ -81,9 +81,10 @@ class FrameOps:
 
     def hologram_composite(self, frame: np.ndarray, lut: np.ndarray, shift: int, weights: np.ndarray,
                            bg: np.ndarray | None, alpha: np.ndarray | None, out: np.ndarray) -> None:
-        """out = hologram(frame) over bg through alpha (see frame_ops.c); bg None: the hologram alone."""
+        """out = hologram(frame) over bg through alpha (see frame_ops.c); bg None: the hologram alone.
+        `out` is BGR (H, W, 3) or YUYV (H, W, 2): the pass writes the form it is given."""
         h, w = _bgr(frame, "frame")
-        _bgr(out, "out", (h, w))
+        yuyv = _bgr_or_yuyv(out, (h, w))
         if lut.shape != (256, 3) or lut.dtype != np.uint8 or not lut.flags.c_contiguous:
             raise ValueError("hologram_composite needs a C-contiguous uint8 (256, 3) lut")
         if weights.shape != (h, 3) or weights.dtype != np.uint16 or not weights.flags.c_contiguous:
@@ -98,15 +99,16 @@ class FrameOps:
             _gray(alpha, "alpha", (h, w))
             bg_ptr, bg_stride, alpha_ptr, alpha_stride = _ptr(bg), bg.strides[0], _ptr(alpha), alpha.strides[0]
         _check(self._hologram(_ptr(frame), frame.strides[0], h, w, _ptr(lut), shift, _ptr(weights),
-                              bg_ptr, bg_stride, alpha_ptr, alpha_stride, _ptr(out), out.strides[0]))
+                              bg_ptr, bg_stride, alpha_ptr, alpha_stride, _ptr(out), out.strides[0], yuyv))
 
     def composite(self, fg: np.ndarray, bg: np.ndarray, alpha: np.ndarray, out: np.ndarray) -> None:
+        """out = fg over bg through alpha, exactly rounded; `out` BGR (H, W, 3) or YUYV (H, W, 2)."""
         h, w = _bgr(fg, "fg")
         _bgr(bg, "bg", (h, w))
         _gray(alpha, "alpha", (h, w))
-        _bgr(out, "out", (h, w))
+        yuyv = _bgr_or_yuyv(out, (h, w))
         _check(self._composite(_ptr(fg), fg.strides[0], h, w, _ptr(bg), bg.strides[0], _ptr(alpha),
-                               alpha.strides[0], _ptr(out), out.strides[0]))
+                               alpha.strides[0], _ptr(out), out.strides[0], yuyv))
 
 
     def upsample(self, src: np.ndarray, out: np.ndarray) -> None:
@@ -197,6 +199,17 @@ def _bgr(array: np.ndarray, name: str, shape: tuple[int, int] | None = None) -> 
     if w > MAX_WIDTH:
         raise ValueError(f"{name} is {w} pixels wide: the native passes take at most {MAX_WIDTH}")
     return h, w
+
+
+def _bgr_or_yuyv(out: np.ndarray, shape: tuple[int, int]) -> int:
+    """1 if `out` is a YUYV (H, W, 2) frame of an even width, 0 if it is BGR (H, W, 3); else ValueError."""
+    if out.ndim == 3 and out.shape[2] == 2:
+        if out.dtype != np.uint8 or out.shape[:2] != shape or out.strides[1:] != (2, 1) or shape[1] % 2:
+            raise ValueError(f"a YUYV out must be a uint8 {(*shape, 2)} array with packed rows and an even "
+                             f"width, got {out.dtype} {out.shape}")
+        return 1
+    _bgr(out, "out", shape)
+    return 0
 
 
 def _gray(array: np.ndarray | None, name: str, shape: tuple[int, int]) -> None:

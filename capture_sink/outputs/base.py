@@ -26,6 +26,9 @@ class Output(ABC):
     """
 
     KEY: ClassVar[str]
+    # True where `write_yuyv` takes a YUYV frame as it is (the v4l2 output at pixel_format YUYV):
+    # the sink then makes YUYV frames straight away (capture_sink/app.py) and nothing converts.
+    takes_yuyv: bool = False
 
     def __init__(self, *, width: int, height: int, fps: float) -> None:
         if width <= 0 or height <= 0:
@@ -41,6 +44,10 @@ class Output(ABC):
     @abstractmethod
     def write(self, frame_bgr: np.ndarray) -> None:
         """Write one BGR uint8 frame of shape (height, width, 3)."""
+
+    def write_yuyv(self, frame_yuyv: np.ndarray) -> None:
+        """Write one YUYV uint8 frame of shape (height, width, 2); only where `takes_yuyv`."""
+        raise OutputError(f"the {self.KEY} output takes BGR frames only: hand it BGR, or check takes_yuyv first")
 
     @abstractmethod
     def _close(self) -> None:
@@ -68,11 +75,12 @@ class Output(ABC):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _check_frame(self, frame: np.ndarray) -> None:
-        """Raise OutputError unless ``frame`` is an open output's BGR uint8 (H, W, 3) frame."""
+    def _check_frame(self, frame: np.ndarray, channels: int = 3) -> None:
+        """Raise OutputError unless ``frame`` is an open output's BGR uint8 (H, W, 3) frame
+        (with ``channels=2``: its YUYV (H, W, 2) frame)."""
         if self._closed:
             raise OutputError(f"{self.KEY} output is closed: create a new one to write again")
-        expected = (self.height, self.width, 3)
+        expected = (self.height, self.width, channels)
         if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.shape != expected:
             got = (
                 f"{type(frame).__name__}"
@@ -80,7 +88,7 @@ class Output(ABC):
                 else f"{frame.dtype} {frame.shape}"
             )
             raise OutputError(
-                f"{self.KEY} output takes BGR uint8 frames of shape {expected}, got {got}: "
+                f"{self.KEY} output takes {'BGR' if channels == 3 else 'YUYV'} uint8 frames of shape {expected}, got {got}: "
                 f"resize/convert the frame, or open the output at {self.width}x{self.height}"
             )
 

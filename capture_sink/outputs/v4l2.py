@@ -148,6 +148,18 @@ class V4L2Output(Output):
         self._backend.write(frame_bgr)
         self.frames_written += 1
 
+    @property
+    def takes_yuyv(self) -> bool:
+        return self.pixel_format == "YUYV"
+
+    def write_yuyv(self, frame_yuyv: np.ndarray) -> None:
+        """Write one frame made as YUYV already (the sink's fused passes), as it is."""
+        if not self.takes_yuyv:
+            super().write_yuyv(frame_yuyv)
+        self._check_frame(frame_yuyv, channels=2)
+        self._backend.write_yuyv(frame_yuyv)
+        self.frames_written += 1
+
     def _close(self) -> None:
         try:
             self._backend.close()

@@ -32,6 +32,8 @@ class _Backend(Protocol):
 
     def write(self, frame_bgr: np.ndarray) -> None: ...
 
+    def write_yuyv(self, frame_yuyv: np.ndarray) -> None: ...   # at pixel_format YUYV only
+
     def close(self) -> None: ...
 
 
@@ -71,6 +73,9 @@ class _FcntlBackend:
 
     def write(self, frame_bgr: np.ndarray) -> None:
         _write_all(self._fd, self._convert(frame_bgr), self._device)
+
+    def write_yuyv(self, frame_yuyv: np.ndarray) -> None:
+        _write_all(self._fd, frame_yuyv, self._device)
 
     def close(self) -> None:
         pass  # the fd belongs to V4L2Output
@@ -132,6 +137,9 @@ class _PyFakeWebcamBackend:
     def write(self, frame_bgr: np.ndarray) -> None:
         _write_all(self._cam.fileno(), self._cam.to_yuyv.convert(frame_bgr), self._device)
 
+    def write_yuyv(self, frame_yuyv: np.ndarray) -> None:
+        _write_all(self._cam.fileno(), frame_yuyv, self._device)
+
     def close(self) -> None:
         self._cam.close()
 
@@ -158,6 +166,9 @@ class _PyVirtualCamBackend:
     def write(self, frame_bgr: np.ndarray) -> None:
         # pyvirtualcam prints write errors to stderr instead of raising; nothing to catch here.
         self._cam.send(frame_bgr if self._to_yuyv is None else self._to_yuyv.convert(frame_bgr))
+
+    def write_yuyv(self, frame_yuyv: np.ndarray) -> None:
+        self._cam.send(frame_yuyv)    # opened with fmt YUYV (V4L2Output checks the pixel format)
 
     def close(self) -> None:
         self._cam.close()

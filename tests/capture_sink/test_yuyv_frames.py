@@ -1,0 +1,184 @@
+"""Frames made as YUYV: the fused passes write the virtual camera's pixel format themselves while
+every output takes it, and the writers pass such frames on as they are (or convert them back for an
+output that takes BGR only). Against the BGR path on every native build, the steady writer's
+routing, the sink's choice of form, and the v4l2 backends writing them to a fake device over FUSE."""
+
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from capture_sink.composite import Compositor
+from capture_sink.effects import create_effect
+from capture_sink.native import choice, library, timing
+from capture_sink.outputs.base import Output
+from capture_sink.outputs.errors import OutputError
+from capture_sink.outputs.v4l2 import V4L2Output
+from capture_sink.steady_writer import SteadyWriter
+from helpers_native import fresh_native_choices  # noqa: F401 (autouse: no native decision leaks between tests)
+
+
+def _yuyv_of(ops, bgr: np.ndarray) -> np.ndarray:
+    out = np.empty((*bgr.shape[:2], 2), np.uint8)
+    ops.bgr_to_yuyv(bgr, out)
+    return out
+
+
+@pytest.mark.parametrize("isa", library.runnable_isas())
+@pytest.mark.parametrize("size", [(720, 1280), (61, 98)])   # 98: tails of the 32- and 16-pixel steps
+def test_the_fused_passes_write_the_yuyv_of_their_bgr_frame(isa, size):
+    ops = library.build_for(isa)
+    frame, background, alpha = timing.scene(*size)
+    effect = create_effect("hologram", seed=3)
+    effect._prepare(frame)
+    bgr = effect._native_composite(ops, frame, background, alpha)
+    yuyv = effect._native_composite(ops, frame, background, alpha, channels=2)
+    assert yuyv.shape == (*size, 2) and not yuyv.flags.writeable
+    np.testing.assert_array_equal(yuyv, _yuyv_of(ops, bgr))       # the same arithmetic, row by row
+    out, out_yuyv = np.empty_like(frame), np.empty((*size, 2), np.uint8)
+    ops.composite(frame, background, alpha, out)
+    ops.composite(frame, background, alpha, out_yuyv)
+    np.testing.assert_array_equal(out_yuyv, _yuyv_of(ops, out))
+    assert len(np.unique(out_yuyv[..., 1])) > 8                    # chroma carries the picture
+
+
+def test_yuyv_needs_an_even_width():
+    ops = library.load()
+    if ops is None:
+        pytest.skip("native passes unavailable: no C compiler")
+    frame, background, alpha = timing.scene(20, 33)
+    with pytest.raises(ValueError, match="even width"):
+        ops.composite(frame, background, alpha, np.empty((20, 33, 2), np.uint8))
+    assert Compositor().yuyv_pays("composite", (20, 33), ops.isa, lambda: None, lambda: None) is False
+
+
+@pytest.mark.parametrize("effect_name", ["hologram", "none"])
+def test_the_composite_makes_yuyv_only_when_asked(monkeypatch, effect_name):
+    monkeypatch.setenv(library.ENABLE_ENV, "1")                     # native passes without timing
+    if library.load() is None:
+        pytest.skip("native passes unavailable: no C compiler")
+    frame, background, alpha = timing.scene(360, 640)
+    effect, compositor = create_effect(effect_name), Compositor()
+    bgr = effect.composite(frame, background, alpha, compositor)
+    made = effect.composite(frame, background, alpha, compositor, yuyv=True)
+    assert bgr.shape == (360, 640, 3) and made.shape == (360, 640, 2)
+    if effect_name == "none":       # the hologram's bands are drawn fresh each frame
+        np.testing.assert_array_equal(made, _yuyv_of(library.load(), bgr))
+
+
+@pytest.mark.parametrize("effect_name", ["hologram", "none"])
+def test_yuyv_made_slower_than_converting_after_is_not_used(monkeypatch, effect_name):
+    ops = library.load()
+    if ops is None:
+        pytest.skip("native passes unavailable: no C compiler")
+    timings = iter([(2.0, 1.0), (1.0, 2.0)])   # the BGR pass beats OpenCV; writing YUYV loses to converting
+    monkeypatch.setattr(choice, "time_both", lambda stock, native, rounds=choice.ROUNDS: next(timings))
+    frame, background, alpha = timing.scene(360, 640)
+    effect, compositor = create_effect(effect_name), Compositor()
+    assert effect.composite(frame, background, alpha, compositor, yuyv=True).shape == (360, 640, 3)
+    op = "hologram+composite" if effect_name == "hologram" else "composite"
+    assert choice.decisions() == {f"{op} 640x360 {ops.isa}": True, f"{op} to YUYV 640x360 {ops.isa}": False}
+
+
+class _Recorder(Output):
+    KEY = "recorder"
+
+    def __init__(self, *, takes_yuyv: bool) -> None:
+        super().__init__(width=64, height=32, fps=100)
+        self.takes_yuyv = takes_yuyv
+        self.bgr: list[np.ndarray] = []
+        self.yuyv: list[np.ndarray] = []
+
+    def write(self, frame_bgr):
+        self._check_frame(frame_bgr)
+        self.bgr.append(frame_bgr.copy())
+
+    def write_yuyv(self, frame_yuyv):
+        if not self.takes_yuyv:
+            super().write_yuyv(frame_yuyv)
+        self._check_frame(frame_yuyv, channels=2)
+        self.yuyv.append(frame_yuyv.copy())
+
+    def _close(self):
+        pass
+
+
+def _wait_for(predicate, timeout_s: float = 2.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "the steady writer did not write in time"
+        time.sleep(0.005)
+
+
+@pytest.mark.parametrize("read_only", [True, False])
+def test_the_steady_writer_passes_yuyv_on_as_it_is(read_only):
+    rng = np.random.default_rng(0)
+    yuyv = rng.integers(16, 236, (32, 64, 2), np.uint8)
+    yuyv.flags.writeable = not read_only
+    out = _Recorder(takes_yuyv=True)
+    with SteadyWriter(out, fps=100, start_black=False) as writer:
+        assert writer.takes_yuyv
+        writer.submit(yuyv)
+        _wait_for(lambda: out.yuyv)
+    np.testing.assert_array_equal(out.yuyv[0], yuyv)
+    assert not out.bgr
+
+
+def test_a_bgr_only_output_gets_yuyv_frames_converted_back():
+    frame, _, _ = timing.scene(32, 64)
+    yuyv = cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_YUY2)
+    out = _Recorder(takes_yuyv=False)
+    with SteadyWriter(out, fps=100, start_black=False) as writer:
+        writer.submit(yuyv)
+        _wait_for(lambda: out.bgr)
+    assert out.bgr[0].shape == (32, 64, 3)
+    assert np.abs(out.bgr[0].astype(int) - frame).mean() < 6     # YUV 4:2:2 round trip of a photo
+    with pytest.raises(OutputError, match="BGR frames only"):
+        out.write_yuyv(yuyv)
+
+
+def test_the_steady_writer_refuses_other_shapes():
+    with SteadyWriter(_Recorder(takes_yuyv=True), fps=100, start_black=False) as writer:
+        for bad in (np.zeros((32, 64, 4), np.uint8), np.zeros((32, 64), np.uint8), np.zeros((32, 63, 2), np.uint8)):
+            with pytest.raises(OutputError, match="steady writer takes"):
+                writer.submit(bad)
+
+
+def test_the_sink_asks_for_yuyv_only_while_every_output_takes_it():
+    from capture_sink.app import SinkApp
+    from capture_sink.config import SinkConfig, validate
+
+    app = SinkApp(validate(SinkConfig(source="demo", outputs=["null"], http=False)))
+    assert app._writers_take_yuyv() is False                        # no output: nothing to make it for
+    camera = SteadyWriter(_Recorder(takes_yuyv=True), fps=30)
+    preview = SteadyWriter(_Recorder(takes_yuyv=False), fps=30)
+    app.add_output(camera)
+    assert app._writers_take_yuyv() is True
+    app.add_output(preview)                                         # someone opens the preview
+    assert app._writers_take_yuyv() is False
+    app.remove_output(preview)
+    assert app._writers_take_yuyv() is True
+
+
+@pytest.mark.fuse
+@pytest.mark.parametrize("backend", ["pyvirtualcam", "pyfakewebcam", "fcntl"])
+def test_every_yuyv_backend_writes_a_yuyv_frame_as_it_is(fake_v4l2, backend):
+    frame, _, _ = timing.scene(360, 640)
+    yuyv = np.ascontiguousarray(cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_YUY2))
+    with V4L2Output(width=640, height=360, fps=30, device=str(fake_v4l2.device), backend=backend) as out:
+        assert out.takes_yuyv
+        out.write_yuyv(yuyv)
+    (written,) = fake_v4l2.frames(640 * 360 * 2)
+    assert written == yuyv.tobytes()
+
+
+@pytest.mark.fuse
+def test_an_i420_device_takes_bgr_only(fake_v4l2):
+    with V4L2Output(width=640, height=360, fps=30, device=str(fake_v4l2.device), backend="fcntl",
+                    pixel_format="I420") as out:
+        assert not out.takes_yuyv
+        with pytest.raises(OutputError, match="BGR frames only"):
+            out.write_yuyv(np.zeros((360, 640, 2), np.uint8))
