@@ -285,27 +285,6 @@ def test_the_guided_filter_apply_is_opencvs_resize_multiply_add(isa):
         ops.guided_apply(a, b, guide[:-1], out)
 
 
-def test_the_refiner_gives_the_same_alpha_with_and_without_the_native_passes(monkeypatch):
-    from capture_sink.refine import MaskRefiner
-    frame, _, _ = _scene(720, 1280)
-    mask = np.zeros((144, 256), np.uint8)
-    cv2.ellipse(mask, (128, 100), (50, 70), 0, 0, 360, 255, -1)
-    alphas = {}
-    for mode in ("0", "1"):
-        monkeypatch.setenv(library.ENABLE_ENV, mode)
-        library.forget()
-        choice.forget()
-        refiner = MaskRefiner()
-        for _ in range(3):                                      # through the temporal average
-            alpha = refiner.refine(mask, frame)
-        alphas[mode] = alpha.copy()
-    ops = library.load()
-    assert choice.decisions().get(f"guided filter apply 640x360 {ops.isa}") is True
-    diff = np.abs(alphas["0"].astype(int) - alphas["1"])
-    assert diff.max() <= 1 and (diff > 0).mean() < 0.01
-    np.testing.assert_array_equal(alphas["0"] == 0, alphas["1"] == 0)       # the same pixels hidden
-
-
 def _reference_yuyv(bgr: np.ndarray) -> np.ndarray:
     return reference_yuyv(bgr).reshape(bgr.shape[0], bgr.shape[1], 2)
 

@@ -99,7 +99,7 @@ def test_the_guided_coefficients_refuse_bad_buffers():
 
 
 @pytest.mark.parametrize("size, k", [((1280, 720), 2), ((1920, 1080), 3)])
-def test_the_refiner_gives_the_same_alpha_with_its_native_passes(monkeypatch, size, k):
+def test_the_refiner_gives_the_same_alpha_with_and_without_its_native_passes(monkeypatch, size, k):
     frame = cv2.resize(cv2.imread(DEMO), size)
     mask = np.zeros((144, 256), np.uint8)
     cv2.ellipse(mask, (128, 100), (50, 70), 0, 0, 360, 255, -1)
@@ -116,6 +116,8 @@ def test_the_refiner_gives_the_same_alpha_with_its_native_passes(monkeypatch, si
     decisions = choice.decisions()
     assert decisions[f"guide grey {k}x {size[0]}x{size[1]} {isa}"] is True
     assert decisions[f"guided filter coefficients 320x180 {isa}"] is True
+    assert decisions[f"guided filter apply 640x360 {isa}"] is True
+    assert decisions[f"alpha upsample {k}x {size[0]}x{size[1]} {isa}"] is True
     diff = np.abs(alphas["0"].astype(int) - alphas["1"])
     assert diff.max() <= 1 and (diff > 0).mean() < 0.01
     np.testing.assert_array_equal(alphas["0"] == 0, alphas["1"] == 0)       # the same pixels hidden
