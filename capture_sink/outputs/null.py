@@ -16,9 +16,14 @@ class NullOutput(Output):
     """Checks and counts frames, writes nothing (``frames_written`` is the count)."""
 
     KEY = "null"
+    takes_yuyv = True      # writes nothing, so any form will do
 
     def write(self, frame_bgr: np.ndarray) -> None:
         self._check_frame(frame_bgr)
+        self.frames_written += 1
+
+    def write_yuyv(self, frame_yuyv: np.ndarray) -> None:
+        self._check_frame(frame_yuyv, channels=2)
         self.frames_written += 1
 
     def _close(self) -> None:

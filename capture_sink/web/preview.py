@@ -104,9 +104,15 @@ class PreviewHub:
 
 
 class PreviewOutput(Output):
-    """Encodes the frames it is given to JPEG for the `PreviewHub`, only while the hub wants them."""
+    """Encodes the frames it is given to JPEG for the `PreviewHub`, only while the hub wants them.
+
+    It takes the virtual camera's YUYV frames too (`takes_yuyv`), so the page being on does not make
+    the sink store every frame as BGR: a YUYV frame is converted only when it is encoded, at the
+    preview's rate and only while someone watches (capture_sink/app.py, `_writers_take_yuyv`).
+    """
 
     KEY = "web-preview"
+    takes_yuyv = True
 
     def __init__(self, *, width: int, height: int, fps: float, hub: PreviewHub,
                  quality: int = JPEG_QUALITY) -> None:
@@ -124,9 +130,18 @@ class PreviewOutput(Output):
     def write(self, frame_bgr: np.ndarray) -> None:
         taken_at = time.monotonic()
         self._check_frame(frame_bgr)
+        self._encode(frame_bgr, taken_at)
+
+    def write_yuyv(self, frame_yuyv: np.ndarray) -> None:
+        taken_at = time.monotonic()
+        self._check_frame(frame_yuyv, channels=2)
+        self._encode(frame_yuyv, taken_at)
+
+    def _encode(self, frame: np.ndarray, taken_at: float) -> None:
         self.frames_written += 1
         if not self.hub.wanted:
             return
+        frame_bgr = frame if frame.shape[2] == 3 else cv2.cvtColor(frame, cv2.COLOR_YUV2BGR_YUYV)
         ok, jpeg = cv2.imencode(".jpg", frame_bgr, self._params)
         if not ok:
             raise OutputError("OpenCV could not encode a preview JPEG: check the frame is BGR uint8")

@@ -53,6 +53,11 @@ def test_null_counts_frames_and_checks_them():
         assert out.viewers is None
         with pytest.raises(OutputError, match=r"takes BGR uint8 frames of shape \(240, 320, 3\), got uint8 \(240, 320\)"):
             out.write(np.zeros((H, W), np.uint8))
+        assert out.takes_yuyv
+        out.write_yuyv(np.zeros((H, W, 2), np.uint8))
+        assert out.frames_written == 6
+        with pytest.raises(OutputError, match=r"takes YUYV uint8 frames of shape \(240, 320, 2\)"):
+            out.write_yuyv(np.zeros((H, W, 3), np.uint8))
     assert out.closed
     with pytest.raises(OutputError, match="null output is closed"):
         out.write(frames_of(1)[0])

@@ -18,6 +18,7 @@ from capture_sink.outputs.base import Output
 from capture_sink.outputs.errors import OutputError
 from capture_sink.outputs.v4l2 import V4L2Output
 from capture_sink.steady_writer import SteadyWriter
+from capture_sink.web.preview import PreviewHub, PreviewOutput
 from helpers_native import fresh_native_choices  # noqa: F401 (autouse: no native decision leaks between tests)
 
 
@@ -154,13 +155,33 @@ def test_the_sink_asks_for_yuyv_only_while_every_output_takes_it():
     app = SinkApp(validate(SinkConfig(source="demo", outputs=["null"], http=False)))
     assert app._writers_take_yuyv() is False                        # no output: nothing to make it for
     camera = SteadyWriter(_Recorder(takes_yuyv=True), fps=30)
-    preview = SteadyWriter(_Recorder(takes_yuyv=False), fps=30)
+    window = SteadyWriter(_Recorder(takes_yuyv=False), fps=30)      # a window or a file: BGR only
     app.add_output(camera)
     assert app._writers_take_yuyv() is True
-    app.add_output(preview)                                         # someone opens the preview
+    app.add_output(SteadyWriter(PreviewOutput(width=64, height=32, fps=15, hub=PreviewHub()), fps=15))
+    assert app._writers_take_yuyv() is True                         # the web page's preview takes YUYV
+    app.add_output(window)
     assert app._writers_take_yuyv() is False
-    app.remove_output(preview)
+    app.remove_output(window)
     assert app._writers_take_yuyv() is True
+
+
+def test_the_preview_encodes_yuyv_frames_only_while_watched():
+    frame, _, _ = timing.scene(32, 64)
+    hub = PreviewHub()
+    published: list[bytes] = []
+    hub.publish = lambda jpeg, taken_at: published.append(jpeg)
+    preview = PreviewOutput(width=64, height=32, fps=15, hub=hub)
+    yuyv = cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_YUY2)
+    preview.write_yuyv(yuyv)
+    assert preview.frames_written == 1 and not published           # nobody watches: nothing encoded
+    hub.clients = 1
+    preview.write_yuyv(yuyv)
+    (jpeg,) = published
+    shown = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert np.abs(shown.astype(int) - frame).mean() < 8            # the picture, not YUYV bytes as BGR
+    with pytest.raises(OutputError, match="YUYV uint8 frames"):
+        preview.write_yuyv(yuyv[:, :32])
 
 
 @pytest.mark.fuse
