@@ -49,8 +49,8 @@ class SteadyWriter:
 
     Frames are BGR (H, W, 3) or YUYV (H, W, 2), the form the sink's passes made them in
     (capture_sink/app.py asks for YUYV while every output `takes_yuyv`): a YUYV frame goes to
-    ``output.write_yuyv`` as it is, or, for an output that takes BGR only (the preview joining
-    between two frames), is converted back to BGR here.
+    ``output.write_yuyv`` as it is, or, for an output that takes BGR only (a window or a file
+    joining between two frames), is converted back to BGR here.
 
     ``submit`` copies a writeable frame (so the caller may reuse its buffer at once) and keeps a
     read-only one by reference: a frame its maker marked read-only is never written again (the
