@@ -33,7 +33,7 @@ from shared.health import LivenessFile
 from shared.heartbeat import HEARTBEAT_INTERVAL_S, HEARTBEAT_LIVENESS, peer_lifetime
 from shared.keys import CurveKeys
 from shared.ratelog import RateLimitedLog
-from shared.transport import GOODBYE_LINGER_MS, ReplicaSocket
+from shared.transport import GOODBYE_LINGER_MS, ReplicaSocket, poll_timeout_ms
 
 from .links import (DEFAULT_CAPACITY, RECONNECT_MAX_S, RECONNECT_MIN_S, Link, Sinks, check_capacity,
                     check_sinks)
@@ -234,8 +234,8 @@ class Worker:
         deadlines += [link.last_heard + link.peer_lifetime_s for link in self.links if link.sock is not None]
         if self._delayed:
             deadlines.append(self._delayed[0][0])
-        timeout_ms = max(0.0, (min(deadlines, default=now + 0.1) - now) * 1000.0)
-        events = dict(poller.poll(min(timeout_ms, 100.0)))
+        timeout_ms = poll_timeout_ms(min(deadlines, default=now + 0.1), now)
+        events = dict(poller.poll(min(timeout_ms, 100)))
         if self._wake_r.fileno() in events:
             try:
                 while self._wake_r.recv(4096):

@@ -22,7 +22,7 @@ from shared.protocol import (ERR_BAD_REQUEST, ERR_BUSY, ERR_DRAINING, ERR_REFUSE
 from shared.heartbeat import peer_lifetime
 from shared.keys import CurveKeys
 from shared.ratelog import RateLimitedLog
-from shared.transport import PeerGone, SinkSocket
+from shared.transport import PeerGone, SinkSocket, poll_timeout_ms
 
 from .mailbox import Mailbox, MaskResult
 from .replicas import InFlight, Replica, ReplicaPool
@@ -85,8 +85,7 @@ class Broker:
             while not self._mailbox.closing:
                 now = time.monotonic()
                 deadline = min(next_heartbeat, self.pool.next_expiry())
-                timeout_ms = max(0.0, (deadline - now) * 1000.0)
-                events = dict(poller.poll(timeout_ms))
+                events = dict(poller.poll(poll_timeout_ms(deadline, now)))
                 if self._wake.fileno() in events:
                     self._drain_wake()
                 if sink.socket in events:

@@ -24,7 +24,7 @@ from segmenter.worker import Worker
 from shared import protocol
 from shared.protocol import Error, Goodbye, Heartbeat, Hello, SegmentRequest
 from shared.errors import TransportError
-from shared.transport import ReplicaSocket, SinkSocket
+from shared.transport import ReplicaSocket, SinkSocket, poll_timeout_ms
 
 W, H = 64, 48
 FAST_BEAT = {"heartbeat_interval_s": 0.05, "heartbeat_liveness": 4}   # 0.2 s expiry: quick tests
@@ -502,3 +502,35 @@ def test_leaving_replica_gets_no_frames():
     leaving.leaving = True
     pool.ready(leaving)
     assert pool.next(now=1.0) is None
+
+
+def test_poll_timeouts_round_up_so_a_loop_never_wakes_before_its_deadline():
+    now = 100.0
+    assert poll_timeout_ms(now + 0.0009, now) == 1          # pyzmq would truncate 0.9 ms to 0: a spin
+    assert poll_timeout_ms(now + 0.0021, now) == 3
+    assert poll_timeout_ms(now + 0.002, now) == 2
+    assert poll_timeout_ms(now - 1.0, now) == 0              # overdue: poll and go on at once
+
+
+def test_neither_loop_spins_between_heartbeats(monkeypatch):
+    """The sink's dispatcher and a segmenter, idle but heartbeating every 10 ms: a few polls per
+    beat each. With a float timeout truncated by pyzmq, every deadline ended in a burst of empty
+    polls (thousands a second)."""
+    polls: dict[str, int] = {}
+    real_poll = zmq.Poller.poll
+
+    def counting_poll(self, timeout=None):
+        name = threading.current_thread().name
+        polls[name] = polls.get(name, 0) + 1
+        return real_poll(self, timeout)
+
+    beat = {"heartbeat_interval_s": 0.01, "heartbeat_liveness": 20}
+    with dispatcher(**beat) as d, worker(RedChannel(), connect=[d.bound_endpoint], **beat) as w:
+        wait_until(lambda: d.stats()["replicas"] == 1, what="the replica to join")
+        monkeypatch.setattr(zmq.Poller, "poll", counting_poll)
+        time.sleep(1.0)
+        monkeypatch.setattr(zmq.Poller, "poll", real_poll)
+        assert w.counts["bad_messages"] == 0
+    assert polls.get("holocam-dispatch", 0) > 50, polls       # it did run: ~100 beats a second each way
+    for name, count in polls.items():
+        assert count < 600, f"{name} polled {count} times in 1 s of 10 ms heartbeats: it spins ({polls})"
