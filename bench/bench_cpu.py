@@ -155,7 +155,7 @@ def run(quick: bool = False, only: tuple[str, ...] = (), settings: dict | None =
         "sink_settings": settings or {},
         "source": f"MJPEG .avi, {VIDEO_FRAMES} frames at {FPS:.0f} fps (astronaut, Grace Hopper; pan/zoom/sway), "
                   f"decoded by the sink's VideoFileSource",
-        "output": "steady writer -> BGR to YUYV conversion (as the v4l2 writer), no device",
+        "output": "steady writer -> the v4l2 writer's work without a device (YUYV frames as they come, BGR ones converted)",
         "load_average": {"start": load_start, "end": os.getloadavg()},
         "configs": configs,
         "inference_live_vs_isolated": {

@@ -60,7 +60,8 @@ class I420LatencyOutput(Output):
 
 
 class YuyvOutput(Output):
-    """The v4l2 writer's per-frame work without a device: BGR -> YUYV into a reused buffer."""
+    """The v4l2 writer's per-frame work without a device: YUYV frames taken as they are, BGR ones
+    converted to YUYV into a reused buffer."""
 
     KEY = "bench-yuyv"
     takes_yuyv = True      # as the v4l2 output at its default pixel format
