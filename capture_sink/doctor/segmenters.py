@@ -37,6 +37,7 @@ def check_weights(*, local_segmenter: bool) -> list[Finding]:
 def _first_answer(sock, timeout_s: float):
     """The first protocol message any replica sends on `sock` within `timeout_s`, or None."""
     from shared import protocol
+    from shared.transport import poll_timeout_ms
 
     deadline = time.monotonic() + timeout_s
     poller_socket = sock.socket
@@ -44,7 +45,7 @@ def _first_answer(sock, timeout_s: float):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return None
-        if not poller_socket.poll(int(remaining * 1000) + 1):
+        if not poller_socket.poll(poll_timeout_ms(deadline, time.monotonic())):
             continue
         got = sock.recv()
         if got is None:

@@ -378,7 +378,8 @@ int EXPORT(hc_guided_apply)(const float *restrict a, const float *restrict b, pt
  * it (source position k x + (k - 1) / 2: one pixel for odd k, the rounded mean of a 2 x 2 block for
  * even k), then grey as OpenCV 5's BGR2GRAY, (3735 B + 19235 G + 9798 R + 16384) >> 15. One pass
  * instead of a resize and a conversion, and it reads only the rows it samples (a third at 1080p).
- * Both formulas match OpenCV exactly on random frames (tests/capture_sink/test_native_refine.py). */
+ * Both match OpenCV 5.1 exactly on random frames (bench/results/native.md: max diff 0); the tests
+ * (tests/capture_sink/test_native_refine.py) allow one level, in case OpenCV's rounding changes. */
 static inline uint8_t gray15(uint32_t b, uint32_t g, uint32_t r) {
     return (uint8_t)((b * 3735u + g * 19235u + r * 9798u + 16384u) >> 15);
 }
@@ -402,22 +403,28 @@ static inline void guide_row(const uint8_t *restrict r0, const uint8_t *restrict
 }
 
 #if defined(__SSSE3__)
+/* Byte shuffles that take one channel's bytes out of each of three 16-byte loads of 16 BGR
+ * pixels (SPLIT_<channel><load>); ORing the three gives the channel's 16 bytes in order. */
+#define SPLIT_B0 _mm_setr_epi8(0, 3, 6, 9, 12, 15, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)
+#define SPLIT_B1 _mm_setr_epi8(-1, -1, -1, -1, -1, -1, 2, 5, 8, 11, 14, -1, -1, -1, -1, -1)
+#define SPLIT_B2 _mm_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 1, 4, 7, 10, 13)
+#define SPLIT_G0 _mm_setr_epi8(1, 4, 7, 10, 13, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)
+#define SPLIT_G1 _mm_setr_epi8(-1, -1, -1, -1, -1, 0, 3, 6, 9, 12, 15, -1, -1, -1, -1, -1)
+#define SPLIT_G2 _mm_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 2, 5, 8, 11, 14)
+#define SPLIT_R0 _mm_setr_epi8(2, 5, 8, 11, 14, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)
+#define SPLIT_R1 _mm_setr_epi8(-1, -1, -1, -1, -1, 1, 4, 7, 10, 13, -1, -1, -1, -1, -1, -1)
+#define SPLIT_R2 _mm_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 3, 6, 9, 12, 15)
+
 /* 16 BGR pixels (48 bytes) split into their B, G and R bytes. */
 static inline void split_bgr16(const uint8_t *q, __m128i *B, __m128i *G, __m128i *R) {
     const __m128i a0 = _mm_loadu_si128((const __m128i *)q), a1 = _mm_loadu_si128((const __m128i *)(q + 16));
     const __m128i a2 = _mm_loadu_si128((const __m128i *)(q + 32));
-    *B = _mm_or_si128(_mm_or_si128(
-        _mm_shuffle_epi8(a0, _mm_setr_epi8(0, 3, 6, 9, 12, 15, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)),
-        _mm_shuffle_epi8(a1, _mm_setr_epi8(-1, -1, -1, -1, -1, -1, 2, 5, 8, 11, 14, -1, -1, -1, -1, -1))),
-        _mm_shuffle_epi8(a2, _mm_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 1, 4, 7, 10, 13)));
-    *G = _mm_or_si128(_mm_or_si128(
-        _mm_shuffle_epi8(a0, _mm_setr_epi8(1, 4, 7, 10, 13, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)),
-        _mm_shuffle_epi8(a1, _mm_setr_epi8(-1, -1, -1, -1, -1, 0, 3, 6, 9, 12, 15, -1, -1, -1, -1, -1))),
-        _mm_shuffle_epi8(a2, _mm_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 2, 5, 8, 11, 14)));
-    *R = _mm_or_si128(_mm_or_si128(
-        _mm_shuffle_epi8(a0, _mm_setr_epi8(2, 5, 8, 11, 14, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)),
-        _mm_shuffle_epi8(a1, _mm_setr_epi8(-1, -1, -1, -1, -1, 1, 4, 7, 10, 13, -1, -1, -1, -1, -1, -1))),
-        _mm_shuffle_epi8(a2, _mm_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 3, 6, 9, 12, 15)));
+    *B = _mm_or_si128(_mm_or_si128(_mm_shuffle_epi8(a0, SPLIT_B0), _mm_shuffle_epi8(a1, SPLIT_B1)),
+                      _mm_shuffle_epi8(a2, SPLIT_B2));
+    *G = _mm_or_si128(_mm_or_si128(_mm_shuffle_epi8(a0, SPLIT_G0), _mm_shuffle_epi8(a1, SPLIT_G1)),
+                      _mm_shuffle_epi8(a2, SPLIT_G2));
+    *R = _mm_or_si128(_mm_or_si128(_mm_shuffle_epi8(a0, SPLIT_R0), _mm_shuffle_epi8(a1, SPLIT_R1)),
+                      _mm_shuffle_epi8(a2, SPLIT_R2));
 }
 
 /* The rounded 2 x 2 means of 16 pixels of two rows: 8 per channel, in 16-bit lanes. */
@@ -634,15 +641,10 @@ static inline void yuyv_pair(const uint8_t *p, uint8_t *o) {
 static void bgr_to_yuyv_rows(const uint8_t *restrict bgr, ptrdiff_t bstride, int height, int width,
                              uint8_t *restrict out, ptrdiff_t ostride) {
 #if defined(__SSSE3__)
-    const __m128i b0 = _mm_setr_epi8(0, 3, 6, 9, 12, 15, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
-    const __m128i b1 = _mm_setr_epi8(-1, -1, -1, -1, -1, -1, 2, 5, 8, 11, 14, -1, -1, -1, -1, -1);
-    const __m128i b2 = _mm_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 1, 4, 7, 10, 13);
-    const __m128i g0 = _mm_setr_epi8(1, 4, 7, 10, 13, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
-    const __m128i g1 = _mm_setr_epi8(-1, -1, -1, -1, -1, 0, 3, 6, 9, 12, 15, -1, -1, -1, -1, -1);
-    const __m128i g2 = _mm_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 2, 5, 8, 11, 14);
-    const __m128i r0 = _mm_setr_epi8(2, 5, 8, 11, 14, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
-    const __m128i r1 = _mm_setr_epi8(-1, -1, -1, -1, -1, 1, 4, 7, 10, 13, -1, -1, -1, -1, -1, -1);
-    const __m128i r2 = _mm_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 3, 6, 9, 12, 15);
+#if defined(__AVX2__)
+    const __m128i b0 = SPLIT_B0, b1 = SPLIT_B1, b2 = SPLIT_B2, g0 = SPLIT_G0, g1 = SPLIT_G1, g2 = SPLIT_G2;
+    const __m128i r0 = SPLIT_R0, r1 = SPLIT_R1, r2 = SPLIT_R2;
+#endif
     const __m128i zero = _mm_setzero_si128(), ones = _mm_set1_epi8(1);
     const __m128i yr = _mm_set1_epi16((short)YR), yg = _mm_set1_epi16((short)YG), yb = _mm_set1_epi16((short)YB);
     const __m128i c112 = _mm_set1_epi16((short)C112), ur = _mm_set1_epi16((short)UR), ug = _mm_set1_epi16((short)UG);
@@ -693,12 +695,8 @@ static void bgr_to_yuyv_rows(const uint8_t *restrict bgr, ptrdiff_t bstride, int
 #endif
 #if defined(__SSSE3__)
         for (; x + 16 <= width; x += 16) {
-            const __m128i a0 = _mm_loadu_si128((const __m128i *)(p + 3 * x));
-            const __m128i a1 = _mm_loadu_si128((const __m128i *)(p + 3 * x + 16));
-            const __m128i a2 = _mm_loadu_si128((const __m128i *)(p + 3 * x + 32));
-            const __m128i B = _mm_or_si128(_mm_or_si128(_mm_shuffle_epi8(a0, b0), _mm_shuffle_epi8(a1, b1)), _mm_shuffle_epi8(a2, b2));
-            const __m128i G = _mm_or_si128(_mm_or_si128(_mm_shuffle_epi8(a0, g0), _mm_shuffle_epi8(a1, g1)), _mm_shuffle_epi8(a2, g2));
-            const __m128i R = _mm_or_si128(_mm_or_si128(_mm_shuffle_epi8(a0, r0), _mm_shuffle_epi8(a1, r1)), _mm_shuffle_epi8(a2, r2));
+            __m128i B, G, R;
+            split_bgr16(p + 3 * x, &B, &G, &R);
             /* x << 8 of each byte as a 16-bit lane: the byte in the high half */
             const __m128i Ylo = _mm_srli_epi16(_mm_add_epi16(_mm_add_epi16(
                 _mm_add_epi16(_mm_mulhi_epu16(_mm_unpacklo_epi8(zero, R), yr), _mm_mulhi_epu16(_mm_unpacklo_epi8(zero, G), yg)),
