@@ -7,8 +7,8 @@
 
 Parts (each writes its own JSON + PNG into bench/results/, see bench/README.md):
 cpu (bench_cpu: CPU ms per output frame of sink + segmenter at a paced 30 fps MJPEG source, vs
-the seed's loop: the headline figures), cpu_avx2 (the same on an AVX-512 CPU with the native
-builds forced to AVX2, the common CPU; skipped elsewhere), native (bench_native: the sink's native
+the seed's loop: the headline figures), cpu_avx2 (the same on an AVX-512 CPU run at AVX2, the
+common CPU's instruction set: native builds forced, torch, OpenCV and NumPy capped; skipped elsewhere), native (bench_native: the sink's native
 passes per build vs OpenCV), matte (bench_matte: each selfie model's mask against a known
 matte on 16:9 and 4:3 frames, why selfie-auto is the default), model (bench_model: torch port vs LiteRT), kernels
 (bench_kernels: every fused-kernel build this CPU runs vs stock ops and LiteRT), sink
@@ -46,8 +46,6 @@ logger = logging.getLogger("bench")
 
 RESULTS = REPO / "bench" / "results"
 PARTS = ("cpu", "cpu_avx2", "model", "kernels", "native", "matte", "sink", "pipeline", "transport", "gpu")
-# Both native builds forced to AVX2: on an AVX-512 CPU, the figures of the CPUs most users have.
-AVX2_ENV = {"HOLOCAM_KERNELS_ISA": "avx2", "HOLOCAM_SINK_NATIVE_ISA": "avx2"}
 TARGETS = targets.SUMMARY
 
 
@@ -116,7 +114,7 @@ def _run_part(name: str, quick: bool, profile: bool, progress: Progress, log: Pa
             return {"skipped": "this CPU has no AVX-512: the cpu part already ran the AVX2 builds"}
         code = (f"from bench import bench_cpu as part; part.run(quick={quick!r}, seed=False, extras=False, "
                 f"out_name='cpu_avx2', profile=False)")
-        return _run_isolated(name, quick, log, code=code, env=AVX2_ENV)
+        return _run_isolated(name, quick, log, code=code, env=machine.AVX2_ONLY_ENV)
     return _run_isolated(name, quick, log)
 
 

@@ -9,7 +9,10 @@ a fresh process (HOLOCAM_KERNELS_ISA picks it before the library loads) that tim
 model, the same model on stock torch ops and LiteRT in turns. The generic build runs on CPUs
 without AVX2, where stock torch has no AVX2 either: its row "generic, stock without AVX" also
 caps ATen, oneDNN and MKL at SSE4 (ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA, MKL_ENABLE_INSTRUCTIONS),
-which is the fair comparison for the CPUs that build serves.
+which is the fair comparison for the CPUs that build serves. On an AVX-512 CPU the avx2 build also
+gets a row "avx2, stock at AVX2" (bench.machine.STOCK_AT_AVX2), stock torch as an AVX2-only CPU
+runs it; its plain row keeps stock at AVX-512, the harder comparison. LiteRT (XNNPACK) cannot be
+capped: it uses AVX-512 in every row of an AVX-512 CPU.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ if str(REPO) not in sys.path:
 
 from bench import report  # noqa: E402
 from shared.native_build import cpu_runs  # noqa: E402
-from bench.machine import describe  # noqa: E402
+from bench.machine import STOCK_AT_AVX2, describe  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 MODELS = ("selfie", "selfie-landscape")
@@ -78,7 +81,11 @@ def run(quick: bool = False) -> dict:
         if not cpu_runs(isa):
             rows.append({"build": isa, "skipped": "this CPU cannot run it"})
             continue
-        variants = [("", {})] + ([(", stock without AVX", NO_AVX_STOCK)] if isa == "generic" else [])
+        variants = [("", {})]
+        if isa == "generic":
+            variants.append((", stock without AVX", NO_AVX_STOCK))
+        elif isa == "avx2" and cpu_runs("avx512"):
+            variants.append((", stock at AVX2", STOCK_AT_AVX2))
         for label, extra in variants:
             result = _run_child(isa, extra, quick)
             for case in result["cases"]:

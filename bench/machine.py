@@ -20,6 +20,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 FLAGS = ("avx512f", "avx2")
 
+# Stock torch at AVX2, as on a CPU without AVX-512: ATen's dispatch, oneDNN and MKL capped.
+STOCK_AT_AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+# A whole holocam process at AVX2 on an AVX-512 CPU, the instruction set most users' CPUs have:
+# both native builds forced, stock torch capped, and OpenCV's and NumPy's run-time dispatch kept
+# off their AVX-512 paths (libjpeg-turbo and ZeroMQ have none). The microarchitecture stays this
+# CPU's: an AVX2-only CPU of an older generation can still be slower per instruction.
+AVX2_ONLY_ENV = {"HOLOCAM_KERNELS_ISA": "avx2", "HOLOCAM_SINK_NATIVE_ISA": "avx2", **STOCK_AT_AVX2,
+                 "OPENCV_CPU_DISABLE": "AVX512F,AVX512-SKX,AVX512-CLX,AVX512-ICL,AVX512-COMMON",
+                 "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR"}
+LIBRARY_CAPS = tuple(k for k in AVX2_ONLY_ENV if not k.startswith("HOLOCAM_"))
+
 
 def _cpuinfo() -> tuple[str, set[str]]:
     name, flags = platform.processor() or "unknown", set()
@@ -75,11 +86,18 @@ def kernel_lines(log_text: str) -> list[str]:
     return out[:10]
 
 
+def library_caps() -> dict[str, str]:
+    """The instruction-set caps set on torch, OpenCV and NumPy in this environment (AVX2_ONLY_ENV)."""
+    return {k: os.environ[k] for k in LIBRARY_CAPS if os.environ.get(k)}
+
+
 def describe(kernel_build: str | None = None) -> dict:
-    """CPU model, core count, avx512f/avx2 flags, the kernel environment and (if given) build."""
+    """CPU model, core count, avx512f/avx2 flags, the kernel environment, library instruction-set
+    caps and (if given) build."""
     name, flags = _cpuinfo()
     info = {"cpu": name, "cores": os.cpu_count(), **{flag: flag in flags for flag in FLAGS},
-            "kernels_env": kernels_setting(), "sink_native_build": sink_native_build(),
+            "kernels_env": kernels_setting(), "library_isa_caps": library_caps(),
+            "sink_native_build": sink_native_build(),
             "python": platform.python_version(),
             "platform": platform.platform()}
     if kernel_build is not None:

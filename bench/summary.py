@@ -167,9 +167,10 @@ def write_markdown(summary: dict, path: Path) -> None:
                          + ", ".join(f"{k} {v}" for k, v in d["matte_iou_mean"].items()) + ".")
         lines.append("")
     if d.get("cpu_configs_avx2"):
-        lines += ["", "Same CPU, same run, with the segmenter's kernels and the sink's native passes both "
-                      "forced to their AVX2 builds (`HOLOCAM_KERNELS_ISA=avx2 HOLOCAM_SINK_NATIVE_ISA=avx2`, "
-                      "what an AVX2-only CPU runs; stock torch and OpenCV keep their own dispatch):", "",
+        lines += ["", "Same CPU, same run, at AVX2 (`bench.machine.AVX2_ONLY_ENV`, the instruction set of an "
+                      "AVX2-only CPU): the segmenter's kernels and the sink's native passes forced to their AVX2 "
+                      "builds, stock torch (ATen, oneDNN, MKL), OpenCV and NumPy capped at AVX2; the "
+                      "microarchitecture stays this CPU's:", "",
                   "| configuration | holocam CPU ms/frame | % of one core | target | met |", "|---|---:|---:|---:|:---:|"]
         for key, row in d["cpu_configs_avx2"].items():
             limit = targets.CPU_MS_PER_FRAME.get(key)

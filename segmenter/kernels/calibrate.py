@@ -3,7 +3,7 @@
 A kernel build can be slower than stock torch on some CPU (the avx2 build once ran at a third of
 stock's speed on Zen 2), so with HOLOCAM_KERNELS unset the segmenter does not trust a build on its
 name: when a model loads it runs both paths on a frame, interleaved (so both see the same machine
-load), and keeps the faster. The result is cached per CPU model, instruction-set build, torch
+load), and keeps the faster. The result is cached per CPU model, instruction-set build (and the one stock ops run with), torch
 version, kernel sources, model file and thread count, so a later start reads it instead of timing.
 """
 
@@ -82,10 +82,21 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def stock_isa() -> str:
+    """The instruction set stock torch ops run with: ATen's dispatch level and oneDNN's cap.
+
+    Both can be capped by environment (ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA), as the bench does to
+    run an AVX-512 CPU like an AVX2 one; a timing made under another cap is another decision.
+    """
+    onednn = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "all"
+    return f"stock={torch.backends.cpu.get_cpu_capability().lower()}/onednn={onednn.lower()}"
+
+
 def cache_key(model: str, model_file: str | os.PathLike, isa: str, threads: int) -> str:
     from .build import build_key   # the kernel sources, flags and torch build
     digest = hashlib.sha256(Path(model_file).read_bytes()).hexdigest()[:16]
-    return "|".join([cpu_model(), isa, torch.__version__, build_key(), model, digest, f"threads={threads}"])
+    return "|".join([cpu_model(), isa, stock_isa(), torch.__version__, build_key(), model, digest,
+                     f"threads={threads}"])
 
 
 def _cache_path(cache: str | os.PathLike | None) -> Path:

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +19,8 @@ from segmenter.kernels.build import library_path
 from segmenter.model.selfie import load_selfie
 from segmenter.weights import WEIGHTS, weights_path
 from shared.resize import prepare_input
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_the_faster_path_wins_by_median():
@@ -70,6 +73,23 @@ def test_cache_round_trip_and_key_parts(tmp_path):
                   calibrate.cache_key("selfie-landscape", weights_path("selfie-landscape"), "avx2", 1)):
         assert other != key and calibrate.cached(other, tmp_path) is None
     assert calibrate.cpu_model() in key
+
+
+def test_stock_ops_capped_to_another_instruction_set_is_another_entry():
+    """A timing made with stock torch at AVX-512 must not decide for stock torch capped at AVX2."""
+    code = ("from segmenter.kernels import calibrate; from segmenter.weights import weights_path; "
+            "print(calibrate.cache_key('selfie', weights_path('selfie'), 'avx2', 1))")
+    keys = {}
+    for cap in ("", "default"):
+        env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")}
+        if cap:
+            env.update(ATEN_CPU_CAPABILITY=cap, ONEDNN_MAX_CPU_ISA="SSE41")
+        run = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True,
+                             timeout=120)
+        assert run.returncode == 0, run.stderr
+        keys[cap] = run.stdout.strip()
+    assert keys[""] != keys["default"]
+    assert "stock=default/onednn=sse41" in keys["default"]
 
 
 def test_a_corrupt_cache_is_reported_and_rewritten(tmp_path, caplog):
