@@ -4,8 +4,11 @@
     python -m bench.bench_cpu --quick    # ~1.5 min smoke run
 
 The source is camera-like: an MJPEG .avi (real photos, astronaut and Grace Hopper, with a slow
-pan, zoom and sway) written here with cv2.VideoWriter, so each frame is decoded from JPEG as a
-webcam's MJPG frames are, paced at the file's 30 fps by the sink's own `VideoFileSource`.
+pan, zoom and sway) whose frames are JPEGs as a webcam sends them (bench.frames.webcam_jpeg: 4:2:2
+chroma, quality 90, sensor noise; ~160 KB a 720p frame, ~290 KB at 1080p), so each frame is decoded
+as a webcam's MJPG frames are, paced at the file's 30 fps by the sink's own `VideoFileSource`.
+(Until stop 22 the file came from cv2.VideoWriter: 4:2:0, no noise, ~75 KB a 720p frame, which
+decoded in ~0.9 ms less than these.)
 
 - **holocam**: one sink process running the real `SinkApp` (source, dispatcher, refine, effect,
   background, composite, steady writer) with the local segmenter started by the launcher that
@@ -51,7 +54,7 @@ if str(REPO) not in sys.path:
 from bench import machine, plots, targets  # noqa: E402
 from bench.child import LineChild  # noqa: E402
 from bench.cpu_children import OVERRIDES_ENV  # noqa: E402
-from bench.frames import FPS, VIDEO_FRAMES, write_mjpeg  # noqa: E402
+from bench.frames import FPS, SENSOR_NOISE_SIGMA, VIDEO_FRAMES, WEBCAM_QUALITY, write_mjpeg  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -154,6 +157,7 @@ def run(quick: bool = False, only: tuple[str, ...] = (), settings: dict | None =
                     "segmenter_kernel_log": kernel_log},
         "sink_settings": settings or {},
         "source": f"MJPEG .avi, {VIDEO_FRAMES} frames at {FPS:.0f} fps (astronaut, Grace Hopper; pan/zoom/sway), "
+                  f"webcam-like JPEGs (4:2:2, quality {WEBCAM_QUALITY}, sensor noise sigma {SENSOR_NOISE_SIGMA}), "
                   f"decoded by the sink's VideoFileSource",
         "output": "steady writer -> the v4l2 writer's work without a device (YUYV frames as they come, BGR ones converted)",
         "load_average": {"start": load_start, "end": os.getloadavg()},

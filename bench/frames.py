@@ -53,17 +53,42 @@ def frame_bank(n: int, width: int, height: int) -> list[np.ndarray]:
     return [moving_frame(photos[(i * len(photos)) // n], i, n) for i in range(n)]
 
 
+# What a webcam's MJPG frames are like (a Logitech C920 class camera at 720p30 sends ~120-200 KB
+# JPEGs, ~30-50 Mbit/s): 4:2:2 chroma, a high quality, and sensor noise, which the photos scaled up
+# here lack (without it they compress to half a webcam's size and decode ~1.5x faster).
+WEBCAM_QUALITY = 90
+WEBCAM_SUBSAMPLING = "422"
+SENSOR_NOISE_SIGMA = 1.5           # grey levels, per channel, after the camera's own denoising
+
+
+NOISE_FIELDS = 7                   # distinct noise fields, cycled (a prime: no beat with the motion)
+
+
+def webcam_jpeg(frame: np.ndarray, noise: np.ndarray) -> bytes:
+    """One BGR frame as a webcam would send it: plus sensor noise (int16, the frame's shape, see
+    sensor_noise), JPEG 4:2:2 at WEBCAM_QUALITY."""
+    import simplejpeg
+    noisy = np.clip(frame.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+    return simplejpeg.encode_jpeg(noisy, WEBCAM_QUALITY, "BGR", WEBCAM_SUBSAMPLING)
+
+
+def sensor_noise(shape: tuple[int, ...], fields: int = NOISE_FIELDS, seed: int = 0) -> list[np.ndarray]:
+    """`fields` int16 fields of rounded Gaussian noise (SENSOR_NOISE_SIGMA), reproducible."""
+    rng = np.random.default_rng(seed)
+    return [np.rint(rng.standard_normal(shape, dtype=np.float32) * SENSOR_NOISE_SIGMA).astype(np.int16)
+            for _ in range(fields)]
+
+
 def write_mjpeg(path: Path, width: int, height: int, frames: int = VIDEO_FRAMES) -> Path:
-    """An MJPEG .avi at 30 fps: astronaut for the first half, Grace Hopper for the second, moving."""
+    """A webcam-like MJPEG .avi at 30 fps (see webcam_jpeg): astronaut for the first half, Grace
+    Hopper for the second, moving."""
+    from bench.mjpeg_avi import write_mjpeg_avi
     photos = [scale_to_fill(photo(name), width, height) for name in ("astronaut", "hopper")]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (width, height))
-    if not writer.isOpened():
-        raise RuntimeError(f"OpenCV cannot write MJPEG to {path}: its wheel lacks the FFmpeg/MJPG writer")
+    noise = sensor_noise((height, width, 3))
     half = frames // 2
-    for i in range(frames):
-        writer.write(moving_frame(photos[i // half if i < 2 * half else 1], i % half, half))
-    writer.release()
-    return path
+    jpegs = (webcam_jpeg(moving_frame(photos[i // half if i < 2 * half else 1], i % half, half),
+                         noise[i % len(noise)]) for i in range(frames))
+    return write_mjpeg_avi(path, jpegs, width, height, FPS)
 
 
 def read_video(path: str, n: int) -> list[np.ndarray]:
