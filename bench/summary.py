@@ -104,9 +104,9 @@ def write_markdown(summary: dict, path: Path) -> None:
     rows = [
         ("cpu_ms_per_frame_720p_hologram", "CPU ms per output frame, all processes, 720p30 hologram", "cpu.png"),
         ("cpu_ms_per_frame_1080p_hologram", "CPU ms per output frame, all processes, 1080p30 hologram", "cpu.png"),
-        ("cpu_ms_per_frame_720p_hologram_avx2", "the same, 720p30 hologram, both native builds forced to AVX2",
+        ("cpu_ms_per_frame_720p_hologram_avx2", "the same, 720p30 hologram, run at AVX2 (native builds forced, libraries capped)",
          "cpu.png"),
-        ("cpu_ms_per_frame_1080p_hologram_avx2", "the same, 1080p30 hologram, both native builds forced to AVX2",
+        ("cpu_ms_per_frame_1080p_hologram_avx2", "the same, 1080p30 hologram, run at AVX2 (native builds forced, libraries capped)",
          "cpu.png"),
         ("cpu_worst_ratio_vs_seed", "worst of the 4 configurations, holocam CPU / seed CPU per frame", "cpu.png"),
         ("torch_over_litert", "torch port / LiteRT time, general model, 1 thread", "model.png"),
