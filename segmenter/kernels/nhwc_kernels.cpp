@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <vector>
 
 namespace holocam {
@@ -456,7 +457,63 @@ void conv_u8_all(const float* x, const float* w, const float* b, float* y, const
   for_tail_channels(vectors * kLanes, s.cout, [&]<int L>(int n0) { conv_u8_channels<L, 1, ACT>(x, w, b, y, s, n0); });
 }
 
+// exp(v) on float vectors: 2^n p(r), r = v - n ln2 in [-ln2/2, ln2/2], with Cephes' expf
+// polynomial (within 2 ulp of expf; inputs clamped to [-87, 88], where the logistic is 0 or 1 in
+// float anyway). GCC vectorises no expf without -ffast-math, and a scalar expf per mask pixel
+// costs more than the whole transposed conv.
+template <typename V> HOLOCAM_INLINE V exp_vec(V v) {
+  typedef int I __attribute__((vector_size(sizeof(V))));
+  const V hi = V{} + 88.f, lo = V{} - 87.f;
+  v = v > hi ? hi : v;
+  v = v < lo ? lo : v;
+  const V z = v * 1.44269504088896341f + 0.5f;
+  V n = __builtin_convertvector(__builtin_convertvector(z, I), V);   // truncates; floor below
+  n = n > z ? n - 1.f : n;
+  const V r = v - n * 0.693359375f + n * 2.12194440e-4f;
+  V p = V{} + 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.f;
+  const I bits = (__builtin_convertvector(n, I) + 127) << 23;
+  V scale;
+  __builtin_memcpy(&scale, &bits, sizeof(scale));
+  return p * scale;
+}
+
 }  // namespace
+
+// ---- the mask head: transposed conv with kernel == stride, then the logistic ------------------
+
+// Input rows [row_begin, row_end) of x (h, w, c) NHWC; w (c, taps) with the taps in (ky, kx, o)
+// order, b (taps); y (o, h s, w s) probabilities. A transposed conv whose kernel is its stride is a
+// 1x1 conv to the taps (the pointwise tiles) and a depth-to-space; the logistic runs on the taps
+// in between, vectorised. torch ran it as a GEMM, a separate sigmoid and a permute copy.
+void mask_head(const float* __restrict x, const float* __restrict w, const float* __restrict b, float* __restrict y,
+               int h, int wd, int c, int stride, int taps, int row_begin, int row_end) {
+  using V = typename VecOf<kLanes>::T;
+  const int outs = taps / (stride * stride);
+  const long pixels = (long)(row_end - row_begin) * wd, n = pixels * taps;
+  const long ow = (long)wd * stride, oh = (long)h * stride;
+  // the taps of every pixel, rounded up to whole vectors (the padding is computed, never stored)
+  auto t = std::make_unique_for_overwrite<float[]>((size_t)((n + kLanes - 1) / kLanes * kLanes));
+  pw_all<kNone, false>(x + (long)row_begin * wd * c, w, b, nullptr, t.get(), 0, pixels, c, taps);
+  for (long i = 0; i < n; i += kLanes) store<kLanes>(&t[i], 1.f / (1.f + exp_vec(-load<kLanes>(&t[i]))));
+  for (int iy = row_begin; iy < row_end; ++iy)
+    for (int o = 0; o < outs; ++o)
+      for (int ky = 0; ky < stride; ++ky) {
+        float* out = y + ((long)o * oh + (long)iy * stride + ky) * ow;
+        const float* src = &t[(size_t)(iy - row_begin) * wd * taps + (size_t)ky * stride * outs + o];
+        if (outs == 1 && stride == 2) {          // the selfie models: a pair of floats per pixel
+          for (int ix = 0; ix < wd; ++ix) __builtin_memcpy(out + 2L * ix, src + (long)ix * taps, 2 * sizeof(float));
+          continue;
+        }
+        for (int ix = 0; ix < wd; ++ix)
+          for (int kx = 0; kx < stride; ++kx) out[(long)ix * stride + kx] = src[(long)ix * taps + (long)kx * outs];
+      }
+}
 
 // ---- squeeze-excite gate (global mean -> 1x1 conv [-> relu] -> 1x1 conv -> sigmoid) -------------
 

@@ -31,6 +31,8 @@ struct DenseShape {
                  long p_begin, long p_end, long k_in, long n_out, int act);                            \
   void squeeze_excite(const float* x, long pixels, int c, const float* w1, const float* b1, int m,    \
                       int act1, const float* w2, const float* b2, float* gate);                        \
+  void mask_head(const float* x, const float* w, const float* b, float* y, int h, int wd, int c,       \
+                 int stride, int taps, int row_begin, int row_end);                                    \
   }
 
 HOLOCAM_DECLARE_KERNELS(avx512)

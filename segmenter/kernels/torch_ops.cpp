@@ -22,10 +22,12 @@ struct Kernels {
   decltype(&generic::upsample2x) upsample2x;
   decltype(&generic::conv_u8) conv_u8;
   decltype(&generic::squeeze_excite) squeeze_excite;
+  decltype(&generic::mask_head) mask_head;
 };
 
 #define HOLOCAM_KERNELS_OF(isa) \
-  Kernels{#isa, &isa::depthwise, &isa::pointwise, &isa::upsample2x, &isa::conv_u8, &isa::squeeze_excite}
+  Kernels{#isa, &isa::depthwise, &isa::pointwise, &isa::upsample2x, &isa::conv_u8, &isa::squeeze_excite, \
+          &isa::mask_head}
 
 // The best build this CPU runs, or the one HOLOCAM_KERNELS_ISA names when the CPU can run it
 // (tests use that to exercise every build on one machine).
@@ -197,6 +199,27 @@ at::Tensor squeeze_excite(const at::Tensor& x, const at::Tensor& w1, const at::T
 
 std::string isa() { return kernels().isa; }
 
+// sigmoid(transposed conv with kernel == stride) of the last feature map: (1, o, H s, W s) float.
+// w is (C, s*s*o) with the taps in (ky, kx, o) order, b the bias of each tap (s*s*o).
+at::Tensor mask_head(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, int64_t stride) {
+  check_nhwc(x, "holocam::mask_head", "input");
+  check_dense(w, "holocam::mask_head", "weight (C, s*s*o)", 2);
+  check_dense(b, "holocam::mask_head", "bias (s*s*o)", 1);
+  TORCH_CHECK(stride >= 1 && stride <= 8, "holocam::mask_head: stride ", stride, " out of range 1..8");
+  const int64_t c = x.size(1), taps = w.size(1);
+  TORCH_CHECK(w.size(0) == c && taps >= 1 && taps % (stride * stride) == 0 && b.size(0) == taps,
+              "holocam::mask_head: weight ", w.sizes(), " and bias ", b.sizes(), " do not match ", c,
+              " channels at stride ", stride);
+  const int64_t h = x.size(2), wd = x.size(3);
+  at::Tensor y = at::empty({1, taps / (stride * stride), h * stride, wd * stride}, x.options());
+  const float *xp = x.const_data_ptr<float>(), *wp = w.const_data_ptr<float>(), *bp = b.const_data_ptr<float>();
+  float* yp = y.mutable_data_ptr<float>();
+  at::parallel_for(0, h, grain_rows(wd * taps), [&](int64_t begin, int64_t end) {
+    kernels().mask_head(xp, wp, bp, yp, (int)h, (int)wd, (int)c, (int)stride, (int)taps, (int)begin, (int)end);
+  });
+  return y;
+}
+
 }  // namespace
 }  // namespace holocam
 
@@ -208,6 +231,7 @@ TORCH_LIBRARY(holocam, m) {
         "int act) -> Tensor");
   m.def("pointwise(Tensor x, Tensor w, Tensor b, Tensor? residual, int act) -> Tensor");
   m.def("squeeze_excite(Tensor x, Tensor w1, Tensor b1, int act1, Tensor w2, Tensor b2) -> Tensor");
+  m.def("mask_head(Tensor x, Tensor w, Tensor b, int stride) -> Tensor");
   m.def("isa() -> str", holocam::isa);
 }
 
@@ -217,4 +241,5 @@ TORCH_LIBRARY_IMPL(holocam, CPU, m) {
   m.impl("upsample2x", holocam::upsample2x);
   m.impl("conv_u8", holocam::conv_u8);
   m.impl("squeeze_excite", holocam::squeeze_excite);
+  m.impl("mask_head", holocam::mask_head);
 }

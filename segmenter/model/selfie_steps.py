@@ -312,19 +312,26 @@ class TransposeConvSigmoid(nn.Module):
     The product is taken as weights @ pixels^T: an output only s*s*o (= 4) wide is a slow GEMM
     shape, while the transposed problem is 16384 wide, about 4x faster (figures:
     docs/model-performance.md). One permute copy then interleaves the planar taps (ky, kx) into
-    output rows and columns.
+    output rows and columns. With the fused kernels (`kernel`) holocam.mask_head does all of it,
+    the logistic included, in one pass over the feature map.
     """
 
-    def __init__(self, weight: np.ndarray, bias: np.ndarray, stride: int) -> None:
+    def __init__(self, weight: np.ndarray, bias: np.ndarray, stride: int, kernel: bool = False) -> None:
         super().__init__()
         out_channels, kh, kw, in_channels = weight.shape          # OHWI, kh == kw == stride
         taps = weight.transpose(1, 2, 0, 3).reshape(kh * kw * out_channels, in_channels)  # [(ky, kx, o)]
         self.weight = nn.Parameter(torch.from_numpy(np.ascontiguousarray(taps)), requires_grad=False)
         self.bias = nn.Parameter(torch.from_numpy(np.tile(bias, kh * kw)[:, None].copy()), requires_grad=False)
+        # the fused kernel's layout: weights (in, taps), one bias per tap
+        self.weight_in_taps = nn.Parameter(self.weight.detach().t().contiguous(), requires_grad=False)
+        self.tap_bias = nn.Parameter(self.bias.detach().reshape(-1).contiguous(), requires_grad=False)
         self.stride = stride
         self.out_channels = out_channels
+        self.kernel = kernel
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kernel:
+            return torch.ops.holocam.mask_head(x, self.weight_in_taps, self.tap_bias, self.stride)
         n, c, h, w = x.shape
         s, o = self.stride, self.out_channels
         pixels = x.permute(0, 2, 3, 1).reshape(n * h * w, c)               # a view when channels-last

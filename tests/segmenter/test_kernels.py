@@ -1,4 +1,4 @@
-"""torch.ops.holocam.depthwise / .pointwise against stock torch ops, and how the library loads.
+"""torch.ops.holocam.depthwise / .pointwise / .mask_head ... against stock torch ops, and how the library loads.
 
 Shapes cover what the tiling code branches on: channel counts that are and are not multiples of
 8 and 16, windows clipped at every border, stride 1 and 2 with TF SAME (odd and even sizes),
@@ -167,6 +167,28 @@ def test_isa_is_one_of_the_builds(kernels):
     assert torch.ops.holocam.isa() == kernels in ("avx512", "avx2", "generic")
 
 
+@pytest.mark.parametrize("channels,size,stride,outs", [
+    (16, (72, 128), 2, 1), (16, (128, 128), 2, 1), (5, (3, 7), 2, 1), (16, (1, 1), 2, 1), (9, (5, 6), 3, 2),
+    (33, (4, 9), 1, 3),
+])
+def test_mask_head_matches_the_transposed_conv_and_sigmoid(channels, size, stride, outs):
+    """holocam.mask_head = sigmoid(ConvTranspose2d with kernel == stride), the selfie models' last step."""
+    x = _nhwc(1, channels, *size, seed=channels) * 3
+    weight = torch.randn((channels, outs, stride, stride), generator=torch.Generator().manual_seed(5))  # (in, out, kh, kw)
+    bias = torch.randn(outs, generator=torch.Generator().manual_seed(6))
+    expected = torch.sigmoid(F.conv_transpose2d(x, weight, bias, stride=stride))
+    taps = weight.permute(0, 2, 3, 1).reshape(channels, stride * stride * outs).contiguous()   # (in, (ky, kx, o))
+    out = torch.ops.holocam.mask_head(x, taps, bias.repeat(stride * stride).contiguous(), stride)
+    assert out.shape == expected.shape and out.is_contiguous()
+    torch.testing.assert_close(out, expected, atol=2e-6, rtol=1e-5)
+    # the logistic's ends: saturated, never NaN; a NaN input stays NaN
+    extreme = torch.full((1, 1, 2, 3), 1e4).contiguous(memory_format=torch.channels_last)
+    extreme[0, 0, 0, 0] = -1e4
+    extreme[0, 0, 1, 2] = float("nan")
+    ends = torch.ops.holocam.mask_head(extreme, torch.ones(1, 4), torch.zeros(4), 2)[0, 0]
+    assert 0 <= ends[0, 0] < 1e-30 and ends[0, 2] == 1.0 and bool(torch.isnan(ends[3, 5]))
+
+
 @pytest.mark.parametrize("call,message", [
     (lambda x: torch.ops.holocam.depthwise(x.contiguous(), torch.randn(3, 3, 16), torch.randn(16), 1, 1, 1, 8, 8, 0),
      "channels_last"),
@@ -193,6 +215,10 @@ def test_isa_is_one_of_the_builds(kernels):
     (lambda x: torch.ops.holocam.conv_u8(x, torch.randn(3, 3, 3, 16), torch.randn(16), 2, 0, 0, 4, 4, 0), "uint8"),
     (lambda x: torch.ops.holocam.conv_u8(torch.zeros(1, 8, 8, 4, dtype=torch.uint8), torch.randn(3, 3, 3, 16),
                                          torch.randn(16), 2, 0, 0, 4, 4, 0), "do not match"),
+    (lambda x: torch.ops.holocam.mask_head(x, torch.randn(8, 4), torch.randn(4), 2), "do not match"),
+    (lambda x: torch.ops.holocam.mask_head(x, torch.randn(16, 6), torch.randn(6), 2), "do not match"),
+    (lambda x: torch.ops.holocam.mask_head(x, torch.randn(16, 4), torch.randn(4), 0), "out of range"),
+    (lambda x: torch.ops.holocam.mask_head(x.contiguous(), torch.randn(16, 4), torch.randn(4), 2), "channels_last"),
 ])
 def test_bad_arguments_raise_instead_of_reading_out_of_bounds(call, message):
     with pytest.raises(RuntimeError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -305,6 +331,7 @@ def test_threads_split_the_rows_without_changing_a_bit():
         "pointwise": lambda: torch.ops.holocam.pointwise(x, w_pw, b16, x, 3),
         "upsample2x": lambda: torch.ops.holocam.upsample2x(x),
         "conv_u8": lambda: torch.ops.holocam.conv_u8(frame, w_conv, b16, 2, 0, 0, 128, 128, 1),
+        "mask_head": lambda: torch.ops.holocam.mask_head(x, w_pw[:, :4].contiguous(), b16[:4].contiguous(), 2),
     }
     before = torch.get_num_threads()
     try:
