@@ -3,8 +3,9 @@
 A kernel build can be slower than stock torch on some CPU (the avx2 build once ran at a third of
 stock's speed on Zen 2), so with HOLOCAM_KERNELS unset the segmenter does not trust a build on its
 name: when a model loads it runs both paths on a frame, interleaved (so both see the same machine
-load), and keeps the faster. The result is cached per CPU model, instruction-set build (and the one stock ops run with), torch
-version, kernel sources, model file and thread count, so a later start reads it instead of timing.
+load), and keeps the faster. The result is cached per CPU model, instruction-set build (and the
+one stock ops run with), torch version, kernel sources, model file and thread count, so a later
+start reads it instead of timing.
 """
 
 from __future__ import annotations

@@ -497,8 +497,10 @@ void mask_head(const float* __restrict x, const float* __restrict w, const float
   const int outs = taps / (stride * stride);
   const long pixels = (long)(row_end - row_begin) * wd, n = pixels * taps;
   const long ow = (long)wd * stride, oh = (long)h * stride;
-  // the taps of every pixel, rounded up to whole vectors (the padding is computed, never stored)
-  auto t = std::make_unique_for_overwrite<float[]>((size_t)((n + kLanes - 1) / kLanes * kLanes));
+  // the taps of every pixel, rounded up to whole vectors (the zero padding is never copied out)
+  const long whole = (n + kLanes - 1) / kLanes * kLanes;
+  auto t = std::make_unique_for_overwrite<float[]>((size_t)whole);
+  std::fill(t.get() + n, t.get() + whole, 0.f);
   pw_all<kNone, false>(x + (long)row_begin * wd * c, w, b, nullptr, t.get(), 0, pixels, c, taps);
   for (long i = 0; i < n; i += kLanes) store<kLanes>(&t[i], 1.f / (1.f + exp_vec(-load<kLanes>(&t[i]))));
   for (int iy = row_begin; iy < row_end; ++iy)

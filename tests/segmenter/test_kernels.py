@@ -1,4 +1,5 @@
-"""torch.ops.holocam.depthwise / .pointwise / .mask_head ... against stock torch ops, and how the library loads.
+"""torch.ops.holocam's kernels (depthwise, pointwise, mask_head, ...) against stock torch ops, and how the
+library loads.
 
 Shapes cover what the tiling code branches on: channel counts that are and are not multiples of
 8 and 16, windows clipped at every border, stride 1 and 2 with TF SAME (odd and even sizes),
