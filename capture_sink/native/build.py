@@ -1,10 +1,10 @@
-"""Compile the sink's native frame passes (frame_ops.c) into libholocam_frame.so.
+"""Compile the sink's native frame passes (frame_ops.c, refine_ops.c) into libholocam_frame.so.
 
-Like the segmenter's kernels, the source is compiled once per x86-64 level (-march=x86-64-v4,
+Like the segmenter's kernels, each source is compiled once per x86-64 level (-march=x86-64-v4,
 -v3 and the baseline; elsewhere once for the machine's baseline), each build's functions carry
 the level in their names, and the sink picks the build for its CPU at run time
 (capture_sink/native/library.py). So one library, built in an image or on another machine, runs
-on any x86-64 CPU. The library lands in the holocam cache under a key of the source, the flags
+on any x86-64 CPU. The library lands in the holocam cache under a key of the sources, the flags
 and the machine type, written atomically: a stale or half-written library is never loaded.
 
     python -m capture_sink native        # build once (make kernels and the sink image do this)
@@ -22,7 +22,9 @@ from shared.cache import cache_dir
 from shared.native_build import (cached_build, find_compiler, per_level_objects, require_compiler, run_compiler,
                                  variants)
 
-SOURCE = Path(__file__).resolve().parent / "frame_ops.c"
+HERE = Path(__file__).resolve().parent
+SOURCES = (HERE / "frame_ops.c", HERE / "refine_ops.c")     # the compositing passes, the refiner's
+HEADER = HERE / "frame_passes.h"
 LIBRARY_NAME = "libholocam_frame.so"
 COMPILER_ENV = "CC"
 
@@ -39,7 +41,9 @@ def compiler() -> str | None:
 
 
 def build_key() -> str:
-    digest = hashlib.sha256(SOURCE.read_bytes())
+    digest = hashlib.sha256()
+    for path in (*SOURCES, HEADER):
+        digest.update(path.read_bytes())
     digest.update(repr((_COMMON_FLAGS, variants(), platform.machine())).encode())
     return digest.hexdigest()[:16]
 
@@ -66,7 +70,11 @@ def _compile(tmp: Path) -> Path:
     cc = require_compiler(compiler(), NativeBuildError(
         "no C compiler found to build the sink's native frame passes: install gcc (apt install gcc) "
         "or run with HOLOCAM_SINK_NATIVE=0"))
-    jobs, objects = per_level_objects(cc, _COMMON_FLAGS, SOURCE, tmp)
+    jobs, objects = [], []
+    for source in SOURCES:
+        source_jobs, source_objects = per_level_objects(cc, _COMMON_FLAGS, source, tmp)
+        jobs += source_jobs
+        objects += source_objects
     for job in jobs:
         _run(job)
     library = tmp / LIBRARY_NAME

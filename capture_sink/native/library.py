@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 ENABLE_ENV = "HOLOCAM_SINK_NATIVE"
 ISA_ENV = "HOLOCAM_SINK_NATIVE_ISA"
-MAX_WIDTH = 8192   # frame_ops.c refuses wider frames (its row buffers are sized by width)
+MAX_WIDTH = 8192   # frame_passes.h: the passes refuse wider frames (their row buffers are sized by width)
 
 _c_u8 = ctypes.c_void_p
 _c_ssize = ctypes.c_ssize_t
@@ -126,7 +126,7 @@ class FrameOps:
 
 
     def guided_apply(self, a: np.ndarray, b: np.ndarray, guide: np.ndarray, out: np.ndarray) -> None:
-        """out = up2(a) * guide + up2(b), saturated (the guided filter's last step, see frame_ops.c)."""
+        """out = up2(a) * guide + up2(b), saturated (the guided filter's last step, see refine_ops.c)."""
         if a.dtype != np.float32 or a.ndim != 2 or a.strides[1] != 4 or b.shape != a.shape \
                 or b.dtype != np.float32 or b.strides != a.strides:
             raise ValueError(f"guided_apply needs two float32 (h, w) arrays of one layout, got {a.dtype} "
@@ -142,7 +142,7 @@ class FrameOps:
 
     def guide_gray(self, frame: np.ndarray, out: np.ndarray) -> None:
         """out = grey of `frame` scaled down by the whole factor k (>= 2) that it is smaller, as
-        cv2.resize INTER_LINEAR then cv2.cvtColor BGR2GRAY compute it (exactly, see frame_ops.c)."""
+        cv2.resize INTER_LINEAR then cv2.cvtColor BGR2GRAY compute it (exactly, see refine_ops.c)."""
         h, w = _bgr(frame, "frame")
         k = h // out.shape[0] if out.ndim == 2 and out.shape[0] else 0
         if k < 2 or out.shape != (h // k, w // k) or (h, w) != (k * out.shape[0], k * out.shape[1]):
@@ -154,7 +154,7 @@ class FrameOps:
     def guided_coeffs(self, guide: np.ndarray, p: np.ndarray, radius: int, eps: float, scale: float,
                       offset: float, mean_a: np.ndarray, mean_b: np.ndarray) -> None:
         """The fast guided filter's mean coefficients at its low resolution, the threshold ramp
-        (scale, offset) folded in (see frame_ops.c): box windows of 2 radius + 1, borders reflected."""
+        (scale, offset) folded in (see refine_ops.c): box windows of 2 radius + 1, borders reflected."""
         if guide.ndim != 2:
             raise ValueError(f"guided_coeffs needs a uint8 (h, w) guide, got {guide.dtype} {guide.shape}")
         h, w = guide.shape

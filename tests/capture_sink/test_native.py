@@ -155,6 +155,22 @@ def test_a_failed_build_falls_back_to_opencv_unless_forced(monkeypatch, tmp_path
         library.load()
 
 
+def test_the_library_key_covers_every_source_and_the_header(monkeypatch, tmp_path):
+    """An edit to any of the sources must name a new library, or a stale build would be loaded."""
+    copies = []
+    for path in (*native_build.SOURCES, native_build.HEADER):
+        copy = tmp_path / path.name
+        copy.write_bytes(path.read_bytes())
+        copies.append(copy)
+    monkeypatch.setattr(native_build, "SOURCES", tuple(copies[:-1]))
+    monkeypatch.setattr(native_build, "HEADER", copies[-1])
+    keys = {native_build.build_key()}
+    for copy in copies:
+        copy.write_bytes(copy.read_bytes() + b"\n/* edited */\n")
+        keys.add(native_build.build_key())
+    assert len(keys) == len(copies) + 1
+
+
 def test_decide_takes_the_strictly_faster_path():
     assert choice.decide(stock_ms=5.6, native_ms=2.1) is True
     assert choice.decide(stock_ms=2.0, native_ms=2.1) is False

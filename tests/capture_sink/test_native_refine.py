@@ -1,4 +1,4 @@
-"""The refiner's native passes (capture_sink/native/frame_ops.c): the guide's grey at a whole
+"""The refiner's native passes (capture_sink/native/refine_ops.c): the guide's grey at a whole
 fraction of the frame and the guided filter's coefficients, each against the OpenCV path it
 replaces, on every build this CPU runs; and the refiner choosing them on real frames."""
 
