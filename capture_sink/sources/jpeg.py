@@ -1,12 +1,14 @@
 """MJPEG frame decoding for the webcam and MJPEG-file sources: libjpeg-turbo through simplejpeg.
 
-A 720p webcam sends 30 JPEGs a second; decoding them is the largest single cost of the sink after
-the effect. simplejpeg wraps a current libjpeg-turbo (SIMD picked at run time: AVX2 on the common
+A 720p webcam sends 30 JPEGs a second (~150 KB each, 4:2:2); decoding them is the largest single
+cost of the sink (~2.3 ms a frame on a Zen 4 core, most of it libjpeg-turbo's Huffman decoding). simplejpeg wraps a current libjpeg-turbo (SIMD picked at run time: AVX2 on the common
 CPU, libjpeg-turbo has no AVX-512 code) and decodes the same frame bit-exactly like cv2.imdecode
 but faster; "fast" mode also upsamples the chroma by repetition inside the colour conversion
 (libjpeg's merged upsampler) instead of by interpolation. Luma, and so the hologram's tint, stays
-exact within rounding; chroma differs only inside each 2x2 (4:2:0) block, finer than what the
-YUYV (4:2:2) output and the meeting app's 4:2:0 encoder keep. Measured in bench/bench_decode.py.
+exact within rounding; chroma differs only inside each chroma block (2x1 pixels for a 4:2:2
+webcam, 2x2 for 4:2:0), no finer than what the YUYV (4:2:2) output and the meeting app's 4:2:0
+encoder keep. Figures: docs/sink-performance.md ("Decode, copies ..."); the capture thread's CPU
+per frame in bench/results/cpu.json.
 """
 
 from __future__ import annotations
