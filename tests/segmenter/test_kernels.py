@@ -381,3 +381,6 @@ def test_the_wheel_ships_the_kernel_sources(tmp_path):
     names = zipfile.ZipFile(next((tmp_path / "dist").glob("holocam-*.whl"))).namelist()
     for source in ("nhwc_kernels.cpp", "nhwc_kernels.h", "torch_ops.cpp", "build.py"):
         assert f"segmenter/kernels/{source}" in names
+    from capture_sink.native import build as native_build   # the sink's passes too
+    for path in (*native_build.SOURCES, native_build.HEADER):
+        assert f"capture_sink/native/{path.name}" in names
