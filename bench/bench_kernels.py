@@ -30,13 +30,11 @@ if str(REPO) not in sys.path:
 
 from bench import report  # noqa: E402
 from shared.native_build import cpu_runs  # noqa: E402
-from bench.machine import STOCK_AT_AVX2, describe  # noqa: E402
+from bench.machine import NO_AVX_STOCK, STOCK_AT_AVX2, describe  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 MODELS = ("selfie", "selfie-landscape")
 ISAS = ("avx512", "avx2", "generic")
-# What a CPU without AVX2 gives stock torch: ATen's default kernels, oneDNN and MKL at SSE4.
-NO_AVX_STOCK = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"}
 
 
 def child(runs: int, warmup: int) -> dict:

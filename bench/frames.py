@@ -13,7 +13,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import simplejpeg
 
+from bench.mjpeg_avi import write_mjpeg_avi
 from capture_sink.sources import DEMO_PERSON, Source, scale_to_fill
 
 FPS = 30.0
@@ -67,7 +69,6 @@ NOISE_FIELDS = 7                   # distinct noise fields, cycled (a prime: no 
 def webcam_jpeg(frame: np.ndarray, noise: np.ndarray) -> bytes:
     """One BGR frame as a webcam would send it: plus sensor noise (int16, the frame's shape, see
     sensor_noise), JPEG 4:2:2 at WEBCAM_QUALITY."""
-    import simplejpeg
     noisy = np.clip(frame.astype(np.int16) + noise, 0, 255).astype(np.uint8)
     return simplejpeg.encode_jpeg(noisy, WEBCAM_QUALITY, "BGR", WEBCAM_SUBSAMPLING)
 
@@ -82,7 +83,6 @@ def sensor_noise(shape: tuple[int, ...], fields: int = NOISE_FIELDS, seed: int =
 def write_mjpeg(path: Path, width: int, height: int, frames: int = VIDEO_FRAMES) -> Path:
     """A webcam-like MJPEG .avi at 30 fps (see webcam_jpeg): astronaut for the first half, Grace
     Hopper for the second, moving."""
-    from bench.mjpeg_avi import write_mjpeg_avi
     photos = [scale_to_fill(photo(name), width, height) for name in ("astronaut", "hopper")]
     noise = sensor_noise((height, width, 3))
     half = frames // 2

@@ -20,6 +20,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 FLAGS = ("avx512f", "avx2")
 
+# What a CPU without AVX2 gives stock torch: ATen's default kernels, oneDNN and MKL at SSE4.
+NO_AVX_STOCK = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"}
 # Stock torch at AVX2, as on a CPU without AVX-512: ATen's dispatch, oneDNN and MKL capped.
 STOCK_AT_AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 # A whole holocam process at AVX2 on an AVX-512 CPU, the instruction set most users' CPUs have:
