@@ -307,9 +307,12 @@ class ReplicaSocket(_Link):
                 lines.append(f"handshake with {peer or self.endpoint} failed: one side uses keys and the "
                              f"other does not; give both --curve-dir (or neither, on loopback)")
             elif kind == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+                # libzmq reports a keyed sink meeting a plain segmenter as either this or the
+                # protocol failure above, depending on timing: say the same thing for both.
                 hint = ("check that sink.key in --curve-dir is the sink's current public key"
                         if self.curve is not None else
-                        "if the sink uses keys, give this segmenter --curve-dir too")
+                        "most likely one side uses keys and the other does not: if the sink uses keys, "
+                        "give this segmenter --curve-dir too")
                 lines.append(f"handshake with {peer or self.endpoint} failed: {hint}")
         return lines
 
