@@ -312,14 +312,16 @@ class SinkApp:
         with stats.stage("background"):
             background = self.background.render(frame.image, alpha)
         yuyv = self._writers_take_yuyv()
-        if foreground is None:
-            # The effect and the composite in one step: the hologram fuses them into one native pass.
-            with stats.stage("composite"):
-                out = self.effect.composite(frame.image, background, alpha, self.compositor, yuyv=yuyv)
-            stats.drop("effect")   # its time is in "composite" here; a stale figure would shrink the wait
-            return out
         with stats.stage("composite"):
-            return self.compositor.composite(foreground, background, alpha, yuyv=yuyv)
+            # A still background's YUYV is made once: the YUYV passes copy it where the mask is 0.
+            still = self.compositor.background_yuyv(background) if yuyv and self.background.still else None
+            if foreground is None:
+                # The effect and the composite in one step: the hologram fuses them into one native pass.
+                out = self.effect.composite(frame.image, background, alpha, self.compositor, yuyv=yuyv,
+                                            background_yuyv=still)
+                stats.drop("effect")   # its time is in "composite" here; a stale figure would shrink the wait
+                return out
+            return self.compositor.composite(foreground, background, alpha, yuyv=yuyv, background_yuyv=still)
 
     def run(self, max_frames: int | None = None) -> None:
         next_log = time.monotonic() + STATS_LOG_INTERVAL_S

@@ -54,6 +54,7 @@ class Background(ABC):
     """One kind of background. `render` gives a BGR uint8 image of the frame's size."""
 
     replaces_room = True   # False only for `none`: then the room is shown whatever the mask
+    still = False          # True: `render` gives the same read-only array every frame of a size
 
     @abstractmethod
     def render(self, frame_bgr: np.ndarray, alpha: np.ndarray | None = None) -> np.ndarray:
@@ -77,6 +78,8 @@ class Background(ABC):
 
 class _SizeCached(Background):
     """A background that only depends on the frame size: built once per size."""
+
+    still = True
 
     def __init__(self) -> None:
         self._cache: tuple[tuple[int, int], np.ndarray] | None = None

@@ -34,6 +34,7 @@ class Compositor:
     def __init__(self) -> None:
         self._shape: tuple[int, ...] | None = None
         self._to_yuyv: BgrToYuyv | None = None      # the writer's conversion, for `yuyv_pays`
+        self._still: tuple[np.ndarray, np.ndarray] | None = None   # (a still background, its YUYV)
 
     def _allocate(self, shape: tuple[int, ...]) -> None:
         self._alpha3 = np.empty(shape, np.uint8)
@@ -42,8 +43,25 @@ class Compositor:
         self._bg_part = np.empty(shape, np.uint8)
         self._shape = shape
 
+    def background_yuyv(self, background: np.ndarray) -> np.ndarray | None:
+        """A still background (the same read-only array every frame) as YUYV, made by the native
+        pass once and kept while the background stays: the fused passes copy it where the mask is
+        0 instead of converting those pixels every frame. None without the native passes or for an
+        odd width."""
+        ops = library.load()
+        if ops is None or background.flags.writeable or not library.accepts(background, None, None) \
+                or background.shape[1] % 2:
+            return None
+        if self._still is None or self._still[0] is not background:
+            # Converted on the first frame only; keeping `background` referenced keeps its id unique.
+            yuyv = np.empty((*background.shape[:2], 2), np.uint8)
+            ops.bgr_to_yuyv(background, yuyv)
+            yuyv.flags.writeable = False
+            self._still = (background, yuyv)
+        return self._still[1]
+
     def composite(self, fg_bgr: np.ndarray, bg_bgr: np.ndarray, alpha: np.ndarray,
-                  yuyv: bool = False) -> np.ndarray:
+                  yuyv: bool = False, background_yuyv: np.ndarray | None = None) -> np.ndarray:
         """Foreground over background.
 
         Args:
@@ -51,6 +69,7 @@ class Compositor:
             bg_bgr: uint8 (H, W, 3), the background of the same size.
             alpha: uint8 (H, W), 255 = foreground, 0 = background.
             yuyv: the outputs take YUYV: make the frame as YUYV where that is faster (`yuyv_pays`).
+            background_yuyv: `bg_bgr` as YUYV (`background_yuyv`), for the YUYV pass; or None.
         Returns:
             uint8 (H, W, 3) BGR, or (H, W, 2) YUYV when asked and faster, a new read-only array;
             or `fg_bgr` itself when the foreground and background are the same array.
@@ -66,7 +85,7 @@ class Compositor:
         if ops is not None and library.accepts(fg_bgr, bg_bgr, alpha):
             def native(channels: int = 3) -> np.ndarray:
                 out = np.empty((*fg_bgr.shape[:2], channels), np.uint8)
-                ops.composite(fg_bgr, bg_bgr, alpha, out)
+                ops.composite(fg_bgr, bg_bgr, alpha, out, background_yuyv if channels == 2 else None)
                 return _handed_out(out)
             size = fg_bgr.shape[:2]
             if choice.use_native("composite", size, ops.isa,

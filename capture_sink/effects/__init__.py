@@ -65,14 +65,16 @@ class Effect(ABC):
         return False
 
     def composite(self, frame_bgr: np.ndarray, background: np.ndarray, alpha: np.ndarray,
-                  compositor, yuyv: bool = False) -> np.ndarray:
+                  compositor, yuyv: bool = False, background_yuyv: np.ndarray | None = None) -> np.ndarray:
         """The effect's foreground over `background` through `alpha` (the sink's last step).
 
         An effect with a fused pass (the hologram's native one) overrides this to skip the
         full-frame foreground in between; the result is the compositor's or the effect's buffer.
-        With `yuyv` (every output takes YUYV) the result may be a YUYV (H, W, 2) frame instead.
+        With `yuyv` (every output takes YUYV) the result may be a YUYV (H, W, 2) frame instead;
+        `background_yuyv` is then the still background as YUYV (Compositor.background_yuyv), or None.
         """
-        return compositor.composite(self.apply(frame_bgr), background, alpha, yuyv=yuyv)
+        return compositor.composite(self.apply(frame_bgr), background, alpha, yuyv=yuyv,
+                                    background_yuyv=background_yuyv)
 
 
 def _options_of(cls: type[Effect]) -> list[str]:

@@ -158,23 +158,27 @@ class Hologram(Effect):
         return ops is not None and self._shape is not None and choice.chosen("hologram+composite", self._shape, ops.isa)
 
     def composite(self, frame_bgr: np.ndarray, background: np.ndarray, alpha: np.ndarray,
-                  compositor, yuyv: bool = False) -> np.ndarray:
+                  compositor, yuyv: bool = False, background_yuyv: np.ndarray | None = None) -> np.ndarray:
         """The hologram over the background in one native pass where that is faster on this CPU.
 
         The fused pass reads the frame, the tint and the background once and writes each output
         byte once, instead of the eleven full-frame OpenCV passes of `apply` + the compositor;
-        with `yuyv` (every output takes YUYV) it writes YUYV where that beats converting after.
+        with `yuyv` (every output takes YUYV) it writes YUYV where that beats converting after,
+        copying `background_yuyv` (a still background as YUYV) where the mask is 0.
         """
         ops = library.load()
         if ops is None or not library.accepts(frame_bgr, background, alpha):
-            return compositor.composite(self.apply(frame_bgr), background, alpha, yuyv=yuyv)
+            return compositor.composite(self.apply(frame_bgr), background, alpha, yuyv=yuyv,
+                                        background_yuyv=background_yuyv)
         self._prepare(frame_bgr)
 
         def stock() -> np.ndarray:
-            return compositor.composite(self._apply_opencv(frame_bgr), background, alpha, yuyv=yuyv)
+            return compositor.composite(self._apply_opencv(frame_bgr), background, alpha, yuyv=yuyv,
+                                        background_yuyv=background_yuyv)
 
         def native(channels: int = 3) -> np.ndarray:
-            return self._native_composite(ops, frame_bgr, background, alpha, channels)
+            return self._native_composite(ops, frame_bgr, background, alpha, channels,
+                                          background_yuyv if channels == 2 else None)
 
         if choice.use_native("hologram+composite", self._shape, ops.isa, stock, native):
             if yuyv and compositor.yuyv_pays("hologram+composite", self._shape, ops.isa, native,
@@ -184,8 +188,10 @@ class Hologram(Effect):
         return stock()
 
     def _native_composite(self, ops, frame_bgr: np.ndarray, background: np.ndarray | None,
-                          alpha: np.ndarray | None, channels: int = 3) -> np.ndarray:
-        """The fused pass into a fresh read-only frame: BGR (channels 3) or YUYV (channels 2)."""
+                          alpha: np.ndarray | None, channels: int = 3,
+                          background_yuyv: np.ndarray | None = None) -> np.ndarray:
+        """The fused pass into a fresh read-only frame: BGR (channels 3) or YUYV (channels 2, with
+        the background's YUYV copied where the mask is 0 when it is given)."""
         height, width = self._shape
         s = self.shift
         if not self._native_ready:
@@ -205,6 +211,7 @@ class Hologram(Effect):
         # A fresh output each frame, handed out read-only: the writers keep it without a copy
         # (capture_sink/steady_writer.py); glibc reuses the freed frames, so this costs no page faults.
         out = np.empty((height, width, channels), np.uint8)
-        ops.hologram_composite(frame_bgr, self._native_lut, s, self._weights, background, alpha, out)
+        ops.hologram_composite(frame_bgr, self._native_lut, s, self._weights, background, alpha, out,
+                               background_yuyv)
         out.flags.writeable = False
         return out

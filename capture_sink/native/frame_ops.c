@@ -126,6 +126,31 @@ static void alpha_span(const uint8_t *restrict alpha, int width, int *x0, int *x
 static void bgr_to_yuyv_rows(const uint8_t *restrict bgr, ptrdiff_t bstride, int height, int width,
                              uint8_t *restrict out, ptrdiff_t ostride);
 
+/* [*c0, *c1): the columns of a row whose output is made as BGR first. All of them, unless the
+ * background's YUYV is at hand: then only the pixel pairs that hold a pixel of the span [x0, x1)
+ * (the mask above 0), the rest of the row being the background's YUYV as it is. */
+static void bgr_columns(int x0, int x1, int width, int have_bg_yuyv, int *c0, int *c1) {
+    if (!have_bg_yuyv) {
+        *c0 = 0, *c1 = width;
+    } else if (x1 <= x0) {
+        *c0 = *c1 = 0;
+    } else {
+        *c0 = x0 & ~1;
+        *c1 = (x1 + 1) & ~1;                                          /* <= width: widths are even */
+    }
+}
+
+/* One output row as YUYV: the BGR columns [c0, c1) of `rowbuf` converted, the others copied
+ * from the background's YUYV row `bgy` (NULL when [c0, c1) is the whole row). */
+static void yuyv_row(const uint8_t *restrict rowbuf, int c0, int c1, int width, const uint8_t *restrict bgy,
+                     uint8_t *restrict out) {
+    if (bgy != NULL) {
+        memcpy(out, bgy, (size_t)2 * c0);
+        memcpy(out + 2 * c1, bgy + 2 * c1, (size_t)2 * (width - c1));
+    }
+    if (c1 > c0) bgr_to_yuyv_rows(rowbuf + 3 * c0, 0, 1, c1 - c0, out + 2 * c0, 0);
+}
+
 /* The hologram of `frame` composited over `bg` through `alpha` into `out`; with `bg` NULL the
  * hologram alone (alpha unused). `lut` is the 256 x 3 BGR tint of each grey level; `weights`
  * holds three uint16 per output row, the weights (in 1/65536) of the tint at (y-s, x-s),
@@ -133,14 +158,19 @@ static void bgr_to_yuyv_rows(const uint8_t *restrict bgr, ptrdiff_t bstride, int
  * that output pixels with a mask above 0 read (the person's rows +-s, columns +-s); the rest of
  * each row is a copy of the background. With `out_yuyv` set, `out` takes YUYV (2 bytes a pixel,
  * even widths only), each row converted as hc_bgr_to_yuyv does while it is still in L1: the frame
- * is never stored as BGR and the v4l2 writer has nothing left to convert.
+ * is never stored as BGR and the v4l2 writer has nothing left to convert. `bg_yuyv` (YUYV output
+ * only; NULL for none) is `bg` already converted (hc_bgr_to_yuyv): the pixel pairs the mask leaves
+ * at 0 are then copied from it, 2 bytes a pixel, and only the pairs the person touches are
+ * converted (a still background's YUYV is made once, not every frame).
  * Returns 0, or -1 for a bad size or no memory. */
 int EXPORT(hc_hologram_composite)(const uint8_t *restrict frame, ptrdiff_t fstride, int height, int width,
                                   const uint8_t *restrict lut, int shift, const uint16_t *restrict weights,
                                   const uint8_t *restrict bg, ptrdiff_t bstride,
                                   const uint8_t *restrict alpha, ptrdiff_t astride,
-                                  uint8_t *restrict out, ptrdiff_t ostride, int out_yuyv) {
+                                  uint8_t *restrict out, ptrdiff_t ostride, int out_yuyv,
+                                  const uint8_t *restrict bg_yuyv, ptrdiff_t ystride) {
     if (width < 1 || width > MAX_WIDTH || height < 1 || shift < 0 || (out_yuyv && (width & 1))) return -1;
+    if (bg_yuyv != NULL && (!out_yuyv || bg == NULL)) return -1;
     const int slots = 2 * shift + 1, s3 = 3 * shift;
     const size_t row_bytes = (size_t)3 * (size_t)(width + 2 * shift);   /* tint row with a zero border */
     /* The tint of rows y-s .. y+s, each at slot (row mod slots), plus one zero row for rows
@@ -185,9 +215,11 @@ int EXPORT(hc_hologram_composite)(const uint8_t *restrict frame, ptrdiff_t fstri
         const uint8_t *b = bg != NULL ? bg + y * bstride : NULL;
         uint8_t *o = out_yuyv ? rowbuf : out + y * ostride;
         const int x0 = spans[2 * y], x1 = spans[2 * y + 1];
-        if (b != NULL) {
-            memcpy(o, b, (size_t)3 * x0);                              /* mask 0: the background */
-            memcpy(o + 3 * x1, b + 3 * x1, (size_t)3 * (width - x1));
+        int c0, c1;                                                    /* the columns made as BGR */
+        bgr_columns(x0, x1, width, bg_yuyv != NULL, &c0, &c1);
+        if (b != NULL && c1 > c0) {                                    /* c0 <= x0 <= x1 <= c1 then */
+            memcpy(o + 3 * c0, b + 3 * c0, (size_t)3 * (x0 - c0));     /* mask 0: the background */
+            memcpy(o + 3 * x1, b + 3 * x1, (size_t)3 * (c1 - x1));
         }
         if (x1 > x0) {
             const uint8_t *pa = y - shift >= 0 ? ring + (size_t)((y - shift) % slots) * row_bytes : zero;
@@ -203,7 +235,7 @@ int EXPORT(hc_hologram_composite)(const uint8_t *restrict frame, ptrdiff_t fstri
                 holo_blend_row(f + i0, pa + i0, pc + i0, pb + i0, b + i0, a3, o + i0, n, w[0], w[1], w[2]);
             }
         }
-        if (out_yuyv) bgr_to_yuyv_rows(rowbuf, 0, 1, width, out + y * ostride, 0);
+        if (out_yuyv) yuyv_row(rowbuf, c0, c1, width, bg_yuyv != NULL ? bg_yuyv + y * ystride : NULL, out + y * ostride);
     }
     free(ring), free(a3), free(gray), free(rowbuf), free(spans), free(shown);
     return 0;
@@ -214,8 +246,10 @@ int EXPORT(hc_hologram_composite)(const uint8_t *restrict frame, ptrdiff_t fstri
 int EXPORT(hc_composite)(const uint8_t *restrict fg, ptrdiff_t fstride, int height, int width,
                          const uint8_t *restrict bg, ptrdiff_t bstride,
                          const uint8_t *restrict alpha, ptrdiff_t astride,
-                         uint8_t *restrict out, ptrdiff_t ostride, int out_yuyv) {
+                         uint8_t *restrict out, ptrdiff_t ostride, int out_yuyv,
+                         const uint8_t *restrict bg_yuyv, ptrdiff_t ystride) {
     if (width < 1 || width > MAX_WIDTH || height < 1 || (out_yuyv && (width & 1))) return -1;
+    if (bg_yuyv != NULL && !out_yuyv) return -1;
     uint8_t *a3 = malloc((size_t)3 * (size_t)width);
     uint8_t *rowbuf = malloc((size_t)3 * (size_t)width);                /* a BGR row before YUYV */
     if (a3 == NULL || rowbuf == NULL) {
@@ -225,16 +259,19 @@ int EXPORT(hc_composite)(const uint8_t *restrict fg, ptrdiff_t fstride, int heig
     for (int y = 0; y < height; y++) {
         const uint8_t *f = fg + y * fstride, *b = bg + y * bstride;
         uint8_t *o = out_yuyv ? rowbuf : out + y * ostride;
-        int x0, x1;
+        int x0, x1, c0, c1;
         alpha_span(alpha + y * astride, width, &x0, &x1);
-        memcpy(o, b, (size_t)3 * x0);
-        memcpy(o + 3 * x1, b + 3 * x1, (size_t)3 * (width - x1));
+        bgr_columns(x0, x1, width, bg_yuyv != NULL, &c0, &c1);
+        if (c1 > c0) {                                                 /* c0 <= x0 <= x1 <= c1 then */
+            memcpy(o + 3 * c0, b + 3 * c0, (size_t)3 * (x0 - c0));
+            memcpy(o + 3 * x1, b + 3 * x1, (size_t)3 * (c1 - x1));
+        }
         if (x1 > x0) {
             spread_alpha(alpha + y * astride + x0, a3, x1 - x0);
             int i0 = 3 * x0;
             blend_row(f + i0, b + i0, a3, o + i0, 3 * (x1 - x0));
         }
-        if (out_yuyv) bgr_to_yuyv_rows(rowbuf, 0, 1, width, out + y * ostride, 0);
+        if (out_yuyv) yuyv_row(rowbuf, c0, c1, width, bg_yuyv != NULL ? bg_yuyv + y * ystride : NULL, out + y * ostride);
     }
     free(a3), free(rowbuf);
     return 0;

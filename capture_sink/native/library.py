@@ -60,10 +60,10 @@ class FrameOps:
         self.isa, self.path = isa, path
         self._hologram = getattr(lib, f"hc_hologram_composite_{isa}")
         self._hologram.argtypes = [_c_u8, _c_ssize, _c_int, _c_int, _c_u8, _c_int, _c_u8,
-                                   _c_u8, _c_ssize, _c_u8, _c_ssize, _c_u8, _c_ssize, _c_int]
+                                   _c_u8, _c_ssize, _c_u8, _c_ssize, _c_u8, _c_ssize, _c_int, _c_u8, _c_ssize]
         self._composite = getattr(lib, f"hc_composite_{isa}")
         self._composite.argtypes = [_c_u8, _c_ssize, _c_int, _c_int, _c_u8, _c_ssize, _c_u8, _c_ssize,
-                                    _c_u8, _c_ssize, _c_int]
+                                    _c_u8, _c_ssize, _c_int, _c_u8, _c_ssize]
         self._upsample = getattr(lib, f"hc_upsample_{isa}")
         self._upsample.argtypes = [_c_u8, _c_ssize, _c_int, _c_int, _c_int, _c_u8, _c_ssize]
         self._guided_apply = getattr(lib, f"hc_guided_apply_{isa}")
@@ -80,9 +80,11 @@ class FrameOps:
             fn.restype = ctypes.c_int
 
     def hologram_composite(self, frame: np.ndarray, lut: np.ndarray, shift: int, weights: np.ndarray,
-                           bg: np.ndarray | None, alpha: np.ndarray | None, out: np.ndarray) -> None:
+                           bg: np.ndarray | None, alpha: np.ndarray | None, out: np.ndarray,
+                           bg_yuyv: np.ndarray | None = None) -> None:
         """out = hologram(frame) over bg through alpha (see frame_ops.c); bg None: the hologram alone.
-        `out` is BGR (H, W, 3) or YUYV (H, W, 2): the pass writes the form it is given."""
+        `out` is BGR (H, W, 3) or YUYV (H, W, 2): the pass writes the form it is given; with a YUYV
+        out, `bg_yuyv` may be `bg` as YUYV (`bgr_to_yuyv`), copied where the mask is 0."""
         h, w = _bgr(frame, "frame")
         yuyv = _bgr_or_yuyv(out, (h, w))
         if lut.shape != (256, 3) or lut.dtype != np.uint8 or not lut.flags.c_contiguous:
@@ -92,24 +94,30 @@ class FrameOps:
         if shift < 0:
             raise ValueError(f"hologram shift {shift} is negative")
         if bg is None:
+            if bg_yuyv is not None:
+                raise ValueError("hologram_composite takes a YUYV background only with its BGR one")
             bg_ptr = alpha_ptr = None
             bg_stride = alpha_stride = 0
         else:
             _bgr(bg, "bg", (h, w))
             _gray(alpha, "alpha", (h, w))
             bg_ptr, bg_stride, alpha_ptr, alpha_stride = _ptr(bg), bg.strides[0], _ptr(alpha), alpha.strides[0]
+        y_ptr, y_stride = _yuyv_background(bg_yuyv, yuyv, (h, w))
         _check(self._hologram(_ptr(frame), frame.strides[0], h, w, _ptr(lut), shift, _ptr(weights),
-                              bg_ptr, bg_stride, alpha_ptr, alpha_stride, _ptr(out), out.strides[0], yuyv))
+                              bg_ptr, bg_stride, alpha_ptr, alpha_stride, _ptr(out), out.strides[0], yuyv,
+                              y_ptr, y_stride))
 
-    def composite(self, fg: np.ndarray, bg: np.ndarray, alpha: np.ndarray, out: np.ndarray) -> None:
-        """out = fg over bg through alpha, exactly rounded; `out` BGR (H, W, 3) or YUYV (H, W, 2)."""
+    def composite(self, fg: np.ndarray, bg: np.ndarray, alpha: np.ndarray, out: np.ndarray,
+                  bg_yuyv: np.ndarray | None = None) -> None:
+        """out = fg over bg through alpha, exactly rounded; `out` BGR (H, W, 3) or YUYV (H, W, 2),
+        with `bg_yuyv` as in `hologram_composite`."""
         h, w = _bgr(fg, "fg")
         _bgr(bg, "bg", (h, w))
         _gray(alpha, "alpha", (h, w))
         yuyv = _bgr_or_yuyv(out, (h, w))
+        y_ptr, y_stride = _yuyv_background(bg_yuyv, yuyv, (h, w))
         _check(self._composite(_ptr(fg), fg.strides[0], h, w, _ptr(bg), bg.strides[0], _ptr(alpha),
-                               alpha.strides[0], _ptr(out), out.strides[0], yuyv))
-
+                               alpha.strides[0], _ptr(out), out.strides[0], yuyv, y_ptr, y_stride))
 
     def upsample(self, src: np.ndarray, out: np.ndarray) -> None:
         """out = src scaled up by the whole factor (2, 3 or 4) that `out` is larger, bilinear
@@ -210,6 +218,18 @@ def _bgr_or_yuyv(out: np.ndarray, shape: tuple[int, int]) -> int:
         return 1
     _bgr(out, "out", shape)
     return 0
+
+
+def _yuyv_background(bg_yuyv: np.ndarray | None, yuyv_out: int, shape: tuple[int, int]) -> tuple[int | None, int]:
+    """(pointer, row stride) of a YUYV background for a pass writing YUYV; (None, 0) without one."""
+    if bg_yuyv is None:
+        return None, 0
+    if not yuyv_out:
+        raise ValueError("a YUYV background needs a YUYV out: the pass copies it into the output")
+    if bg_yuyv.dtype != np.uint8 or bg_yuyv.shape != (*shape, 2) or bg_yuyv.strides[1:] != (2, 1):
+        raise ValueError(f"bg_yuyv must be a uint8 {(*shape, 2)} array with packed rows, got "
+                         f"{bg_yuyv.dtype} {bg_yuyv.shape}")
+    return _ptr(bg_yuyv), bg_yuyv.strides[0]
 
 
 def _gray(array: np.ndarray | None, name: str, shape: tuple[int, int]) -> None:

@@ -46,6 +46,120 @@ def test_the_fused_passes_write_the_yuyv_of_their_bgr_frame(isa, size):
     assert len(np.unique(out_yuyv[..., 1])) > 8                    # chroma carries the picture
 
 
+def _ragged_scene(height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """timing.scene with spans that start and end on odd columns, an empty row and a full row."""
+    frame, background, alpha = timing.scene(height, width)
+    alpha = alpha.copy()
+    alpha[::3, ::7] = np.random.default_rng(1).integers(0, 256, alpha[::3, ::7].shape)
+    alpha[1], alpha[2] = 0, 255
+    background = background.copy()
+    background.flags.writeable = False
+    return frame, background, alpha
+
+
+@pytest.mark.parametrize("isa", library.runnable_isas())
+@pytest.mark.parametrize("size", [(720, 1280), (61, 98), (5, 2)])
+def test_a_still_backgrounds_yuyv_gives_the_same_frame(isa, size):
+    ops = library.build_for(isa)
+    frame, background, alpha = _ragged_scene(*size)
+    still = _yuyv_of(ops, background)
+    effect = create_effect("hologram", seed=3)
+    effect._prepare(frame)
+    converted = effect._native_composite(ops, frame, background, alpha, channels=2)
+    copied = effect._native_composite(ops, frame, background, alpha, 2, still)
+    np.testing.assert_array_equal(copied, converted)
+    out, out_still = np.empty((*size, 2), np.uint8), np.empty((*size, 2), np.uint8)
+    ops.composite(frame, background, alpha, out)
+    ops.composite(frame, background, alpha, out_still, still)
+    np.testing.assert_array_equal(out_still, out)
+    # where the mask is 0 the frame is the background's YUYV (a wrong copy would show here)
+    empty_pairs = (alpha.reshape(size[0], -1, 2) == 0).all(axis=2)
+    assert empty_pairs.any()
+    np.testing.assert_array_equal(out_still.reshape(size[0], -1, 4)[empty_pairs],
+                                  still.reshape(size[0], -1, 4)[empty_pairs])
+
+
+def test_a_yuyv_background_is_refused_where_it_cannot_be_used():
+    ops = library.load()
+    if ops is None:
+        pytest.skip("native passes unavailable: no C compiler")
+    frame, background, alpha = _ragged_scene(20, 32)
+    still = _yuyv_of(ops, background)
+    with pytest.raises(ValueError, match="needs a YUYV out"):
+        ops.composite(frame, background, alpha, np.empty_like(frame), still)
+    with pytest.raises(ValueError, match="bg_yuyv must be"):
+        ops.composite(frame, background, alpha, np.empty((20, 32, 2), np.uint8), still[:, :16])
+    effect = create_effect("hologram")
+    effect._prepare(frame)
+    with pytest.raises(ValueError, match="only with its BGR one"):
+        ops.hologram_composite(frame, effect._full_lut, 5, np.zeros((20, 3), np.uint16), None, None,
+                               np.empty((20, 32, 2), np.uint8), still)
+
+
+def test_the_compositor_converts_a_still_background_once(monkeypatch):
+    monkeypatch.setenv(library.ENABLE_ENV, "1")
+    ops = library.load()
+    if ops is None:
+        pytest.skip("native passes unavailable: no C compiler")
+    frame, background, alpha = _ragged_scene(36, 64)
+    compositor, calls = Compositor(), []
+    real = ops.bgr_to_yuyv
+    monkeypatch.setattr(ops, "bgr_to_yuyv", lambda *a: (calls.append(1), real(*a)))
+    first = compositor.background_yuyv(background)
+    assert compositor.background_yuyv(background) is first and len(calls) == 1
+    np.testing.assert_array_equal(first, _yuyv_of(library.build_for(ops.isa), background))
+    assert not first.flags.writeable
+    other = background.copy()
+    other[:] = 200
+    other.flags.writeable = False
+    assert compositor.background_yuyv(other)[0, 0, 0] != first[0, 0, 0] and len(calls) == 2
+    assert compositor.background_yuyv(background.copy()) is None     # writable: it may change under us
+    assert compositor.background_yuyv(np.ascontiguousarray(background[:, :63])) is None   # odd width
+
+
+@pytest.mark.parametrize("effect_name", ["hologram", "none"])
+def test_the_sink_hands_the_still_background_to_the_yuyv_pass(monkeypatch, effect_name):
+    from capture_sink.app import SinkApp
+    from capture_sink.backgrounds import create_background
+    from capture_sink.config import SinkConfig, validate
+    from capture_sink.dispatch.mailbox import MaskResult
+    from capture_sink.sources.base import Frame
+
+    monkeypatch.setenv(library.ENABLE_ENV, "1")
+    if library.load() is None:
+        pytest.skip("native passes unavailable: no C compiler")
+    assert create_background("#204060").still and create_background("holodeck").still
+    assert not create_background("blur").still and not create_background("none").still
+    app = SinkApp(validate(SinkConfig(source="demo", outputs=["null"], http=False,
+                                      background="#204060", effect=effect_name)))
+    app.init_pipeline()
+    handed = []
+    # what reaches the pass that writes the frame: the hologram's fused one, or the compositor
+    target, name = (app.effect, "_native_composite") if effect_name == "hologram" else (app.compositor, "composite")
+    real = getattr(target, name)
+
+    def recorded(*args, **kwargs):
+        handed.append(kwargs.get("background_yuyv", args[5] if len(args) > 5 else None))
+        return real(*args, **kwargs)
+    monkeypatch.setattr(target, name, recorded)
+    frame, _, alpha = timing.scene(36, 64)
+    result = MaskResult(seq=1, capture_time=0.0, mask=cv2.resize(alpha, (32, 18)), replica_id="r",
+                        inference_ms=1.0, received_time=0.0)
+    foreground = None if effect_name == "hologram" else frame
+    bgr = app._compose(Frame(frame, 1, 0.0), result, foreground)
+    assert bgr.shape == (36, 64, 3) and handed and all(h is None for h in handed)
+    monkeypatch.setattr(app, "_writers_take_yuyv", lambda: True)
+    handed.clear()
+    yuyv = app._compose(Frame(frame, 2, 0.0), result, foreground)
+    background = app.background.render(frame)
+    assert yuyv.shape == (36, 64, 2)
+    assert handed[-1] is app.compositor.background_yuyv(background)       # made once, then handed on
+    shown = app.refiner.refine(result.mask, frame) > 0
+    assert (~shown).any()
+    np.testing.assert_array_equal(yuyv[..., 0][~shown], _yuyv_of(library.load(), background)[..., 0][~shown])
+    app.close()
+
+
 def test_yuyv_needs_an_even_width():
     ops = library.load()
     if ops is None:
