@@ -209,10 +209,15 @@ def _bgr(array: np.ndarray, name: str, shape: tuple[int, int] | None = None) -> 
     return h, w
 
 
+def _packed_yuyv(array: np.ndarray, shape: tuple[int, int]) -> bool:
+    """Whether `array` is a uint8 YUYV (H, W, 2) frame of `shape` with packed rows (any row stride)."""
+    return array.dtype == np.uint8 and array.shape == (*shape, 2) and array.strides[1:] == (2, 1)
+
+
 def _bgr_or_yuyv(out: np.ndarray, shape: tuple[int, int]) -> int:
     """1 if `out` is a YUYV (H, W, 2) frame of an even width, 0 if it is BGR (H, W, 3); else ValueError."""
     if out.ndim == 3 and out.shape[2] == 2:
-        if out.dtype != np.uint8 or out.shape[:2] != shape or out.strides[1:] != (2, 1) or shape[1] % 2:
+        if not _packed_yuyv(out, shape) or shape[1] % 2:
             raise ValueError(f"a YUYV out must be a uint8 {(*shape, 2)} array with packed rows and an even "
                              f"width, got {out.dtype} {out.shape}")
         return 1
@@ -226,7 +231,7 @@ def _yuyv_background(bg_yuyv: np.ndarray | None, yuyv_out: int, shape: tuple[int
         return None, 0
     if not yuyv_out:
         raise ValueError("a YUYV background needs a YUYV out: the pass copies it into the output")
-    if bg_yuyv.dtype != np.uint8 or bg_yuyv.shape != (*shape, 2) or bg_yuyv.strides[1:] != (2, 1):
+    if not _packed_yuyv(bg_yuyv, shape):
         raise ValueError(f"bg_yuyv must be a uint8 {(*shape, 2)} array with packed rows, got "
                          f"{bg_yuyv.dtype} {bg_yuyv.shape}")
     return _ptr(bg_yuyv), bg_yuyv.strides[0]
