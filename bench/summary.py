@@ -56,7 +56,8 @@ def headline(results: dict[str, dict | None]) -> dict:
                                                "holocam_core_pct": v["holocam"]["core_pct"],
                                                "seed": v["seed_cpu_ms_per_frame"], "seed_core_pct": v["seed_core_pct"],
                                                "ratio_vs_seed": v["ratio_vs_seed"],
-                                               "inferences_per_frame": v["holocam"]["inferences_per_frame"]}
+                                               "inferences_per_frame": v["holocam"]["inferences_per_frame"],
+                                               "rounds": v["holocam"].get("rounds_cpu_ms_per_frame")}
                                            for k, v in r["configs"].items()}),
         "cpu_machine": _dig(cpu, lambda r: r["machine"]),
         "inference_live_vs_isolated": _dig(cpu, lambda r: r["inference_live_vs_isolated"]),
@@ -132,7 +133,7 @@ def write_markdown(summary: dict, path: Path) -> None:
     lines += [""]
     if d.get("cpu_configs"):
         lines += ["CPU per output frame (user + system of the sink and its segmenter, paced 30 fps MJPEG file "
-                  "decoded by the sink, default settings; the seed's loop on the same frames, its lower CPU of "
+                  "decoded by the sink, default settings, the median of 3 interleaved 8 s windows; the seed's loop on the same frames, its lower CPU of "
                   "torch's default threads and 1 thread):", "",
                   "| configuration | holocam CPU ms/frame | % of one core | seed CPU ms/frame | seed % core | "
                   "holocam / seed | target | met |", "|---|---:|---:|---:|---:|---:|---:|:---:|"]
@@ -140,8 +141,9 @@ def write_markdown(summary: dict, path: Path) -> None:
         for key, row in d["cpu_configs"].items():
             limit = limits.get(key)
             ok = row["ratio_vs_seed"] <= targets.CPU_RATIO_VS_SEED and (limit is None or row["holocam"]["total"] <= limit)
+            spread = f"; rounds {', '.join(fmt(x) for x in row['rounds'])}" if row.get("rounds") else ""
             lines.append(f"| {key} | {fmt(row['holocam']['total'])} (sink {fmt(row['holocam']['sink'])} + "
-                         f"segmenter {fmt(row['holocam']['segmenter'])}) | {fmt(row['holocam_core_pct']['total'])}% | "
+                         f"segmenter {fmt(row['holocam']['segmenter'])}{spread}) | {fmt(row['holocam_core_pct']['total'])}% | "
                          f"{fmt(row['seed'])} | {fmt(row['seed_core_pct'])}% | {fmt(row['ratio_vs_seed'])} | "
                          + (f"≤ {limit:.0f} ms and " if limit else "") + f"{TARGETS['cpu_worst_ratio_vs_seed'].label} x seed | {mark[ok]} |")
         m = d.get("cpu_machine") or {}
