@@ -521,12 +521,22 @@ void mask_head(const float* __restrict x, const float* __restrict w, const float
 
 // Eight tiny ops on a vector: a few microseconds of arithmetic but ~40 us of op dispatch per block
 // in torch; here one call.
-void squeeze_excite(const float* __restrict x, long pixels, int c, const float* __restrict w1, const float* __restrict b1,
-             int m, int act1, const float* __restrict w2, const float* __restrict b2, float* __restrict gate) {
+// With x2 the gate is that of x + x2 (the decoder's skip ADD, read here instead of materialised):
+// each sum is rounded as the ADD rounds it, so the gate is the same to the bit.
+void squeeze_excite(const float* __restrict x, const float* __restrict x2, long pixels, int c,
+             const float* __restrict w1, const float* __restrict b1, int m, int act1, const float* __restrict w2,
+             const float* __restrict b2, float* __restrict gate) {
   std::vector<float> mean(c, 0.f), hidden(b1, b1 + m);
-  for (long p = 0; p < pixels; ++p) {
-    const float* row = x + p * c;
-    for (int i = 0; i < c; ++i) mean[i] += row[i];
+  if (x2 == nullptr) {
+    for (long p = 0; p < pixels; ++p) {
+      const float* row = x + p * c;
+      for (int i = 0; i < c; ++i) mean[i] += row[i];
+    }
+  } else {
+    for (long p = 0; p < pixels; ++p) {
+      const float *row = x + p * c, *row2 = x2 + p * c;
+      for (int i = 0; i < c; ++i) mean[i] += row[i] + row2[i];
+    }
   }
   const float scale = 1.f / (float)pixels;
   for (int i = 0; i < c; ++i) mean[i] *= scale;
@@ -542,6 +552,18 @@ void squeeze_excite(const float* __restrict x, long pixels, int c, const float* 
 
 void upsample2x(const float* x, float* y, int h, int w, int c, int row_begin, int row_end) {
   up2_rows(x, y, h, w, c, row_begin, row_end);
+}
+
+// out = y + x * gate (per channel), NHWC pixels [p_begin, p_end): torch.addcmul(y, x, gate) in one
+// pass (aten's broadcasting path takes ~3x longer at the decoder's widths). ISO C++ does not
+// contract the multiply-add, so the sums round as aten's do.
+void gated_add(const float* __restrict x, const float* __restrict gate, const float* __restrict y,
+               float* __restrict out, long p_begin, long p_end, int c) {
+  for (long p = p_begin; p < p_end; ++p) {
+    const float *xr = x + p * c, *yr = y + p * c;
+    float* o = out + p * c;
+    for (int i = 0; i < c; ++i) o[i] = yr[i] + xr[i] * gate[i];
+  }
 }
 
 void conv_u8(const float* x, const float* w, const float* b, float* y, const DenseShape& s, int act) {

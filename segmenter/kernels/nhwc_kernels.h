@@ -29,8 +29,10 @@ struct DenseShape {
   void conv_u8(const float* x, const float* w, const float* b, float* y, const DenseShape& s, int act); \
   void pointwise(const float* x, const float* w, const float* b, const float* residual, float* y,     \
                  long p_begin, long p_end, long k_in, long n_out, int act);                            \
-  void squeeze_excite(const float* x, long pixels, int c, const float* w1, const float* b1, int m,    \
-                      int act1, const float* w2, const float* b2, float* gate);                        \
+  void squeeze_excite(const float* x, const float* x2, long pixels, int c, const float* w1,          \
+                      const float* b1, int m, int act1, const float* w2, const float* b2, float* gate); \
+  void gated_add(const float* x, const float* gate, const float* y, float* out, long p_begin,        \
+                 long p_end, int c);                                                                   \
   void mask_head(const float* x, const float* w, const float* b, float* y, int h, int wd, int c,       \
                  int stride, int taps, int row_begin, int row_end);                                    \
   }

@@ -4,6 +4,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -23,11 +24,12 @@ struct Kernels {
   decltype(&generic::conv_u8) conv_u8;
   decltype(&generic::squeeze_excite) squeeze_excite;
   decltype(&generic::mask_head) mask_head;
+  decltype(&generic::gated_add) gated_add;
 };
 
 #define HOLOCAM_KERNELS_OF(isa) \
   Kernels{#isa, &isa::depthwise, &isa::pointwise, &isa::upsample2x, &isa::conv_u8, &isa::squeeze_excite, \
-          &isa::mask_head}
+          &isa::mask_head, &isa::gated_add}
 
 // The best build this CPU runs, or the one HOLOCAM_KERNELS_ISA names when the CPU can run it
 // (tests use that to exercise every build on one machine).
@@ -85,12 +87,14 @@ void parallel_rows(const Shape& shape, int64_t out_h, int64_t row_values, Run ru
   });
 }
 
-// The optional residual added before the store: checked against the output y; nullptr without one.
-const float* residual_data(const std::optional<at::Tensor>& residual, const at::Tensor& y, const char* op) {
+// The optional residual added before the store (or another map read beside the input: `name`),
+// checked against the map y of the same shape; nullptr without one.
+const float* residual_data(const std::optional<at::Tensor>& residual, const at::Tensor& y, const char* op,
+                           const char* name = "residual") {
   if (!residual.has_value()) return nullptr;
-  check_nhwc(*residual, op, "residual");
-  TORCH_CHECK(residual->sizes() == y.sizes(), op, ": residual ", residual->sizes(), " is not the output's shape ",
-              y.sizes());
+  check_nhwc(*residual, op, name);
+  TORCH_CHECK(residual->sizes() == y.sizes(), op, ": ", name, " ", residual->sizes(), " is not the shape ",
+              y.sizes(), " of the map it goes with");
   return residual->const_data_ptr<float>();
 }
 
@@ -176,10 +180,12 @@ at::Tensor pointwise(const at::Tensor& x, const at::Tensor& w, const at::Tensor&
   return y;
 }
 
-// The squeeze-excite gate of a map x: sigmoid(w2 @ act1(w1 @ mean(x) + b1) + b2), shape (1, C, 1, 1).
+// The squeeze-excite gate of a map x (of x + x2 when x2 is given): sigmoid(w2 @ act1(w1 @ mean(x) + b1) + b2),
+// shape (1, C, 1, 1).
 at::Tensor squeeze_excite(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, int64_t act1,
-                          const at::Tensor& w2, const at::Tensor& b2) {
+                          const at::Tensor& w2, const at::Tensor& b2, const std::optional<at::Tensor>& x2) {
   check_nhwc(x, "holocam::squeeze_excite", "input");
+  const float* x2p = residual_data(x2, x, "holocam::squeeze_excite", "second input");
   check_dense(w1, "holocam::squeeze_excite", "first weight (C, M)", 2);
   check_dense(w2, "holocam::squeeze_excite", "second weight (M, C)", 2);
   check_dense(b1, "holocam::squeeze_excite", "first bias", 1);
@@ -191,10 +197,27 @@ at::Tensor squeeze_excite(const at::Tensor& x, const at::Tensor& w1, const at::T
   TORCH_CHECK(act1 == kNone || act1 == kRelu, "holocam::squeeze_excite: the first activation must be NONE or RELU");
   TORCH_CHECK(x.size(2) * x.size(3) > 0, "holocam::squeeze_excite: empty input");
   at::Tensor gate = at::empty({1, c, 1, 1}, x.options());
-  kernels().squeeze_excite(x.const_data_ptr<float>(), x.size(2) * x.size(3), (int)c, w1.const_data_ptr<float>(),
+  kernels().squeeze_excite(x.const_data_ptr<float>(), x2p, x.size(2) * x.size(3), (int)c, w1.const_data_ptr<float>(),
                            b1.const_data_ptr<float>(), (int)m, (int)act1, w2.const_data_ptr<float>(),
                            b2.const_data_ptr<float>(), gate.mutable_data_ptr<float>());
   return gate;
+}
+
+// y + x * gate with gate (1, C, 1, 1): torch.addcmul(y, x, gate) on channels-last maps.
+at::Tensor gated_add(const at::Tensor& x, const at::Tensor& gate, const at::Tensor& y) {
+  check_nhwc(x, "holocam::gated_add", "input");
+  const float* yp = residual_data(y, x, "holocam::gated_add", "addend");
+  TORCH_CHECK(gate.scalar_type() == at::kFloat && gate.is_contiguous() && gate.numel() == x.size(1),
+              "holocam::gated_add: the gate must be float32 (1, C, 1, 1) for ", x.size(1), " channels, got ",
+              gate.scalar_type(), " ", gate.sizes());
+  const int64_t c = x.size(1), pixels = x.size(2) * x.size(3);
+  at::Tensor out = at::empty_like(x);
+  const float *xp = x.const_data_ptr<float>(), *gp = gate.const_data_ptr<float>();
+  float* op = out.mutable_data_ptr<float>();
+  at::parallel_for(0, pixels, grain_rows(c), [&](int64_t begin, int64_t end) {
+    kernels().gated_add(xp, gp, yp, op, begin, end, (int)c);
+  });
+  return out;
 }
 
 std::string isa() { return kernels().isa; }
@@ -230,7 +253,8 @@ TORCH_LIBRARY(holocam, m) {
   m.def("conv_u8(Tensor x, Tensor w, Tensor b, int stride, int pad_top, int pad_left, int out_h, int out_w, "
         "int act) -> Tensor");
   m.def("pointwise(Tensor x, Tensor w, Tensor b, Tensor? residual, int act) -> Tensor");
-  m.def("squeeze_excite(Tensor x, Tensor w1, Tensor b1, int act1, Tensor w2, Tensor b2) -> Tensor");
+  m.def("squeeze_excite(Tensor x, Tensor w1, Tensor b1, int act1, Tensor w2, Tensor b2, Tensor? x2=None) -> Tensor");
+  m.def("gated_add(Tensor x, Tensor gate, Tensor y) -> Tensor");
   m.def("mask_head(Tensor x, Tensor w, Tensor b, int stride) -> Tensor");
   m.def("isa() -> str", holocam::isa);
 }
@@ -242,4 +266,5 @@ TORCH_LIBRARY_IMPL(holocam, CPU, m) {
   m.impl("conv_u8", holocam::conv_u8);
   m.impl("squeeze_excite", holocam::squeeze_excite);
   m.impl("mask_head", holocam::mask_head);
+  m.impl("gated_add", holocam::gated_add);
 }

@@ -65,6 +65,20 @@ def fuse_at(net: "SelfieNet", graph: TFLiteGraph, pos: int,
         squeeze = _squeeze_excite(net, graph, op, nxt, only_reader)
         if squeeze is not None:
             return squeeze
+    if net.kernels and op.kind == "ADD" and op.options["activation"] == "NONE" and after is not None \
+            and after.kind in ("MEAN", "AVERAGE_POOL_2D"):
+        # The decoder's skip ADD read only by a squeeze-excite pool: the gate kernel sums the two maps.
+        first, second = op.inputs[:2]
+        conv_pos = only_reader(after.outputs[0])
+        if conv_pos is not None and graph.ops[conv_pos].kind == "CONV_2D" and first != second \
+                and not graph.tensors[first].is_constant and not graph.tensors[second].is_constant \
+                and computed_before(first) and computed_before(second) \
+                and tuple(graph.tensors[first].shape) == tuple(graph.tensors[second].shape) \
+                == tuple(graph.tensors[op.outputs[0]].shape):
+            squeeze = _squeeze_excite(net, graph, after, conv_pos, only_reader)
+            if squeeze is not None:
+                step, _, gate, absorbed = squeeze
+                return step, [first, second], gate, [nxt] + absorbed
     if op.kind == "DEPTHWISE_CONV_2D" and op.options["activation"] == "NONE" and after is not None \
             and after.kind in IN_PLACE_ACTIVATIONS:
         add_pos = only_reader(after.outputs[0])
@@ -150,7 +164,7 @@ def fuse_at(net: "SelfieNet", graph: TFLiteGraph, pos: int,
             other = after.inputs[1] if after.inputs[0] == op.outputs[0] else after.inputs[0]
             if other != op.outputs[0] and not graph.tensors[other].is_constant and computed_before(other) \
                     and tuple(graph.tensors[other].shape) == tuple(graph.tensors[after.outputs[0]].shape):
-                return GatedAdd(), [x, gate, other], after.outputs[0], [nxt]
+                return GatedAdd(kernel=net.kernels), [x, gate, other], after.outputs[0], [nxt]
     return None
 
 

@@ -118,6 +118,28 @@ def test_squeeze_excite_matches_pool_conv_conv_sigmoid(channels, hidden, size, r
     torch.testing.assert_close(out, expected, atol=2e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("channels,hidden,size", [(16, 16, (72, 128)), (24, 8, (18, 32)), (5, 3, (3, 7))])
+def test_squeeze_excite_of_two_maps_is_the_gate_of_their_sum_to_the_bit(channels, hidden, size):
+    a, b = _nhwc(1, channels, *size, seed=channels), _nhwc(1, channels, *size, seed=channels + 1)
+    g = torch.Generator().manual_seed(12)
+    w1, b1 = torch.randn((channels, hidden), generator=g), torch.randn(hidden, generator=g)
+    w2, b2 = torch.randn((hidden, channels), generator=g), torch.randn(channels, generator=g)
+    relu = ACTIVATIONS["RELU"]
+    summed = torch.ops.holocam.squeeze_excite(a + b, w1, b1, relu, w2, b2)
+    fused = torch.ops.holocam.squeeze_excite(a, w1, b1, relu, w2, b2, b)
+    assert torch.equal(fused, summed)
+    assert not torch.equal(fused, torch.ops.holocam.squeeze_excite(a, w1, b1, relu, w2, b2))
+
+
+@pytest.mark.parametrize("channels,size", [(16, (72, 128)), (24, (36, 64)), (5, (3, 7)), (8, (1, 1))])
+def test_gated_add_is_addcmul_to_the_bit(channels, size):
+    x, y = _nhwc(1, channels, *size, seed=channels), _nhwc(1, channels, *size, seed=channels + 2)
+    gate = torch.sigmoid(torch.randn((1, channels, 1, 1), generator=torch.Generator().manual_seed(3)))
+    out = torch.ops.holocam.gated_add(x, gate, y)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(out, torch.addcmul(y, x, gate))
+
+
 @pytest.mark.parametrize("channels,size", [(16, (64, 64)), (24, (16, 16)), (16, (9, 16)), (5, (3, 7)), (8, (1, 1))])
 def test_upsample2x_matches_torch_bilinear_half_pixel(channels, size):
     x = _nhwc(1, channels, *size, seed=channels)
@@ -213,6 +235,11 @@ def test_mask_head_matches_the_transposed_conv_and_sigmoid(channels, size, strid
                                                 torch.randn(16)), "do not match"),
     (lambda x: torch.ops.holocam.squeeze_excite(x, torch.randn(16, 4), torch.randn(4), 3, torch.randn(4, 16),
                                                 torch.randn(16)), "NONE or RELU"),
+    (lambda x: torch.ops.holocam.squeeze_excite(x, torch.randn(16, 4), torch.randn(4), 1, torch.randn(4, 16),
+                                                torch.randn(16), _nhwc(1, 16, 4, 8)), "second input"),
+    (lambda x: torch.ops.holocam.gated_add(x, torch.rand(1, 8, 1, 1), _nhwc(1, 16, 8, 8)), "gate"),
+    (lambda x: torch.ops.holocam.gated_add(x, torch.rand(1, 16, 1, 1), _nhwc(1, 16, 8, 4)), "addend"),
+    (lambda x: torch.ops.holocam.gated_add(x, torch.rand(1, 16, 1, 1), x.contiguous()), "channels_last"),
     (lambda x: torch.ops.holocam.conv_u8(x, torch.randn(3, 3, 3, 16), torch.randn(16), 2, 0, 0, 4, 4, 0), "uint8"),
     (lambda x: torch.ops.holocam.conv_u8(torch.zeros(1, 8, 8, 4, dtype=torch.uint8), torch.randn(3, 3, 3, 16),
                                          torch.randn(16), 2, 0, 0, 4, 4, 0), "do not match"),

@@ -20,7 +20,7 @@ from segmenter.kernels import load as load_kernels
 from segmenter.model import ModelError, create_model
 from segmenter.model.selfie import SELFIE_SPECS, SelfieSegmentation, load_selfie
 from segmenter.model.selfie_net import SelfieNet
-from segmenter.model.selfie_steps import (DepthwiseKernel, FrameConvKernel, GatedPointwise, Resize,
+from segmenter.model.selfie_steps import (DepthwiseKernel, FrameConvKernel, GatedAdd, GatedPointwise, Resize,
                                           SqueezeExciteKernel)
 from segmenter.model.tflite_graph import TRANSPOSE_CONV_BIAS, read_tflite
 from segmenter.weights import weights_path
@@ -191,9 +191,17 @@ def test_kernels_take_every_depthwise_conv_and_the_residual_adds(name):
     # block's convs interleave with another branch and stay apart
     squeeze = [step for step in kernels.steps if isinstance(step, SqueezeExciteKernel)]
     assert len(squeeze) == 9 and not any(isinstance(step, SqueezeExciteKernel) for step in stock.steps)
+    # the decoder's skip ADD (read only by its squeeze-excite pool) summed inside the gate kernel,
+    # at three scales; its gated sum y + x * gate runs as holocam.gated_add
+    summed = [i for i, step in enumerate(kernels.steps) if isinstance(step, SqueezeExciteKernel)
+              and len(kernels.step_inputs[i]) == 2]
+    assert len(summed) == 3
+    gated_adds = [step for step in kernels.steps if isinstance(step, GatedAdd)]
+    assert len(gated_adds) == 3 and all(step.kernel for step in gated_adds)
+    assert not any(step.kernel for step in stock.steps if isinstance(step, GatedAdd))
     # Each residual ADD joined its conv or depthwise.
     assert len(kernels.steps) == (len(stock.steps) - len(residual) - len(gated_residual) - len(depthwise_add)
-                                  - 3 * len(squeeze))
+                                  - 3 * len(squeeze) - len(summed))
     # The first conv reads the uint8 frame; the decoder's 2x upsamplings run as holocam.upsample2x.
     assert isinstance(kernels.steps[0], FrameConvKernel) and kernels.input_raw and not stock.input_raw
     upsamplings = [m for m in kernels.modules() if isinstance(m, Resize)]
