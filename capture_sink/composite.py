@@ -16,6 +16,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from capture_sink.frame_pool import FramePool
 from capture_sink.native import choice, library
 from capture_sink.outputs.yuv import BgrToYuyv
 
@@ -35,6 +36,7 @@ class Compositor:
         self._shape: tuple[int, ...] | None = None
         self._to_yuyv: BgrToYuyv | None = None      # the writer's conversion, for `yuyv_pays`
         self._still: tuple[np.ndarray, np.ndarray] | None = None   # (a still background, its YUYV)
+        self.frames = FramePool()   # YUYV frames over the still background, reused when free
 
     def _allocate(self, shape: tuple[int, ...]) -> None:
         self._alpha3 = np.empty(shape, np.uint8)
@@ -84,8 +86,12 @@ class Compositor:
         ops = library.load()
         if ops is not None and library.accepts(fg_bgr, bg_bgr, alpha):
             def native(channels: int = 3) -> np.ndarray:
-                out = np.empty((*fg_bgr.shape[:2], channels), np.uint8)
-                ops.composite(fg_bgr, bg_bgr, alpha, out, background_yuyv if channels == 2 else None)
+                if channels == 2 and background_yuyv is not None:
+                    out, spans = self.frames.take(background_yuyv)   # holds most of the background
+                    ops.composite(fg_bgr, bg_bgr, alpha, out, background_yuyv, spans)
+                else:
+                    out = np.empty((*fg_bgr.shape[:2], channels), np.uint8)
+                    ops.composite(fg_bgr, bg_bgr, alpha, out)
                 return _handed_out(out)
             size = fg_bgr.shape[:2]
             if choice.use_native("composite", size, ops.isa,

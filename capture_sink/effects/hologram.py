@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from capture_sink.effects import Effect, EffectError
+from capture_sink.frame_pool import FramePool
 from capture_sink.native import choice, library
 
 # The ghost as weights of the three shifted copies of the banded tint, in the final image:
@@ -178,7 +179,7 @@ class Hologram(Effect):
 
         def native(channels: int = 3) -> np.ndarray:
             return self._native_composite(ops, frame_bgr, background, alpha, channels,
-                                          background_yuyv if channels == 2 else None)
+                                          background_yuyv if channels == 2 else None, compositor.frames)
 
         if choice.use_native("hologram+composite", self._shape, ops.isa, stock, native):
             if yuyv and compositor.yuyv_pays("hologram+composite", self._shape, ops.isa, native,
@@ -189,9 +190,10 @@ class Hologram(Effect):
 
     def _native_composite(self, ops, frame_bgr: np.ndarray, background: np.ndarray | None,
                           alpha: np.ndarray | None, channels: int = 3,
-                          background_yuyv: np.ndarray | None = None) -> np.ndarray:
-        """The fused pass into a fresh read-only frame: BGR (channels 3) or YUYV (channels 2, with
-        the background's YUYV copied where the mask is 0 when it is given)."""
+                          background_yuyv: np.ndarray | None = None, frames: FramePool | None = None) -> np.ndarray:
+        """The fused pass into a read-only frame: BGR (channels 3) or YUYV (channels 2, with the
+        background's YUYV copied where the mask is 0 when it is given, into a frame of `frames`
+        that already holds most of it, when that is given)."""
         height, width = self._shape
         s = self.shift
         if not self._native_ready:
@@ -208,10 +210,14 @@ class Hologram(Effect):
                          for weight, offset in zip(GHOST_WEIGHTS, (0, s, 2 * s))], axis=1)
         self._weights[:] = np.minimum(np.rint(rows * 65536.0), 65535.0)
         gain[s + self._banded_rows] = 1.0
-        # A fresh output each frame, handed out read-only: the writers keep it without a copy
+        # A frame nobody holds, handed out read-only: the writers keep it without a copy
         # (capture_sink/steady_writer.py); glibc reuses the freed frames, so this costs no page faults.
-        out = np.empty((height, width, channels), np.uint8)
+        spans = None
+        if frames is not None and background_yuyv is not None:
+            out, spans = frames.take(background_yuyv)
+        else:
+            out = np.empty((height, width, channels), np.uint8)
         ops.hologram_composite(frame_bgr, self._native_lut, s, self._weights, background, alpha, out,
-                               background_yuyv)
+                               background_yuyv, spans)
         out.flags.writeable = False
         return out

@@ -141,14 +141,32 @@ static void bgr_columns(int x0, int x1, int width, int have_bg_yuyv, int *c0, in
 }
 
 /* One output row as YUYV: the BGR columns [c0, c1) of `rowbuf` converted, the others copied
- * from the background's YUYV row `bgy` (NULL when [c0, c1) is the whole row). */
+ * from the background's YUYV row `bgy` (NULL when [c0, c1) is the whole row). With `span` (a
+ * reused output frame, see hc_hologram_composite) the row already holds `bgy` outside the columns
+ * [span[0], span[1]): only those are copied, and the row's new [c0, c1) is stored there. */
 static void yuyv_row(const uint8_t *restrict rowbuf, int c0, int c1, int width, const uint8_t *restrict bgy,
-                     uint8_t *restrict out) {
-    if (bgy != NULL) {
+                     uint8_t *restrict out, int32_t *restrict span) {
+    if (bgy != NULL && span != NULL) {
+        const int p0 = span[0], p1 = span[1];
+        const int left = p1 < c0 ? p1 : c0, right = p0 > c1 ? p0 : c1;  /* [p0, left), [right, p1) */
+        if (left > p0) memcpy(out + 2 * p0, bgy + 2 * p0, (size_t)2 * (left - p0));
+        if (p1 > right) memcpy(out + 2 * right, bgy + 2 * right, (size_t)2 * (p1 - right));
+        span[0] = c0, span[1] = c1;
+    } else if (bgy != NULL) {
         memcpy(out, bgy, (size_t)2 * c0);
         memcpy(out + 2 * c1, bgy + 2 * c1, (size_t)2 * (width - c1));
     }
     if (c1 > c0) bgr_to_yuyv_rows(rowbuf + 3 * c0, 0, 1, c1 - c0, out + 2 * c0, 0);
+}
+
+/* A reused frame's spans must lie in the row, in pixel pairs: anything else is refused (-2),
+ * never trusted as an index. */
+static int spans_ok(const int32_t *spans, int height, int width) {
+    for (int y = 0; spans != NULL && y < height; y++) {
+        const int32_t p0 = spans[2 * y], p1 = spans[2 * y + 1];
+        if (p0 < 0 || p1 < p0 || p1 > width || (p0 & 1) || (p1 & 1)) return 0;
+    }
+    return 1;
 }
 
 /* The hologram of `frame` composited over `bg` through `alpha` into `out`; with `bg` NULL the
@@ -161,16 +179,20 @@ static void yuyv_row(const uint8_t *restrict rowbuf, int c0, int c1, int width, 
  * is never stored as BGR and the v4l2 writer has nothing left to convert. `bg_yuyv` (YUYV output
  * only; NULL for none) is `bg` already converted (hc_bgr_to_yuyv): the pixel pairs the mask leaves
  * at 0 are then copied from it, 2 bytes a pixel, and only the pairs the person touches are
- * converted (a still background's YUYV is made once, not every frame).
- * Returns 0, or -1 for a bad size or no memory. */
+ * converted (a still background's YUYV is made once, not every frame). `spans` (with `bg_yuyv`
+ * only; NULL for none) marks `out` as a reused frame that already holds `bg_yuyv` except in the
+ * columns [spans[2y], spans[2y + 1]) of each row y: only what changed is written then (a person
+ * who moves a little rewrites a sliver of the background, not the whole), and `spans` is updated.
+ * Returns 0, -1 for a bad size or no memory, -2 for bad spans. */
 int EXPORT(hc_hologram_composite)(const uint8_t *restrict frame, ptrdiff_t fstride, int height, int width,
                                   const uint8_t *restrict lut, int shift, const uint16_t *restrict weights,
                                   const uint8_t *restrict bg, ptrdiff_t bstride,
                                   const uint8_t *restrict alpha, ptrdiff_t astride,
                                   uint8_t *restrict out, ptrdiff_t ostride, int out_yuyv,
-                                  const uint8_t *restrict bg_yuyv, ptrdiff_t ystride) {
+                                  const uint8_t *restrict bg_yuyv, ptrdiff_t ystride, int32_t *restrict spans) {
     if (width < 1 || width > MAX_WIDTH || height < 1 || shift < 0 || (out_yuyv && (width & 1))) return -1;
     if (bg_yuyv != NULL && (!out_yuyv || bg == NULL)) return -1;
+    if (spans != NULL && (bg_yuyv == NULL || !spans_ok(spans, height, width))) return -2;
     const int slots = 2 * shift + 1, s3 = 3 * shift;
     const size_t row_bytes = (size_t)3 * (size_t)(width + 2 * shift);   /* tint row with a zero border */
     /* The tint of rows y-s .. y+s, each at slot (row mod slots), plus one zero row for rows
@@ -179,11 +201,11 @@ int EXPORT(hc_hologram_composite)(const uint8_t *restrict frame, ptrdiff_t fstri
     uint8_t *a3 = malloc((size_t)3 * (size_t)width);
     uint8_t *gray = malloc((size_t)width);
     uint8_t *rowbuf = malloc((size_t)3 * (size_t)width);                /* a BGR row before YUYV */
-    int32_t *spans = malloc(sizeof(int32_t) * 2 * (size_t)height);      /* x0, x1 of each row */
+    int32_t *row_spans = malloc(sizeof(int32_t) * 2 * (size_t)height);      /* x0, x1 of each row */
     int32_t *shown = malloc(sizeof(int32_t) * ((size_t)height + 1));    /* rows with a span, prefix sums */
     uint32_t lut4[256];
-    if (ring == NULL || a3 == NULL || gray == NULL || rowbuf == NULL || spans == NULL || shown == NULL) {
-        free(ring), free(a3), free(gray), free(rowbuf), free(spans), free(shown);
+    if (ring == NULL || a3 == NULL || gray == NULL || rowbuf == NULL || row_spans == NULL || shown == NULL) {
+        free(ring), free(a3), free(gray), free(rowbuf), free(row_spans), free(shown);
         return -1;
     }
     int cmin = width, cmax = 0;
@@ -191,7 +213,7 @@ int EXPORT(hc_hologram_composite)(const uint8_t *restrict frame, ptrdiff_t fstri
     for (int y = 0; y < height; y++) {
         int x0 = 0, x1 = width;
         if (bg != NULL) alpha_span(alpha + y * astride, width, &x0, &x1);
-        spans[2 * y] = x0, spans[2 * y + 1] = x1;
+        row_spans[2 * y] = x0, row_spans[2 * y + 1] = x1;
         shown[y + 1] = shown[y] + (x1 > x0);
         if (x1 > x0) {
             cmin = x0 < cmin ? x0 : cmin;
@@ -214,7 +236,7 @@ int EXPORT(hc_hologram_composite)(const uint8_t *restrict frame, ptrdiff_t fstri
         if (y < 0) continue;
         const uint8_t *b = bg != NULL ? bg + y * bstride : NULL;
         uint8_t *o = out_yuyv ? rowbuf : out + y * ostride;
-        const int x0 = spans[2 * y], x1 = spans[2 * y + 1];
+        const int x0 = row_spans[2 * y], x1 = row_spans[2 * y + 1];
         int c0, c1;                                                    /* the columns made as BGR */
         bgr_columns(x0, x1, width, bg_yuyv != NULL, &c0, &c1);
         if (b != NULL && c1 > c0) {                                    /* c0 <= x0 <= x1 <= c1 then */
@@ -235,21 +257,23 @@ int EXPORT(hc_hologram_composite)(const uint8_t *restrict frame, ptrdiff_t fstri
                 holo_blend_row(f + i0, pa + i0, pc + i0, pb + i0, b + i0, a3, o + i0, n, w[0], w[1], w[2]);
             }
         }
-        if (out_yuyv) yuyv_row(rowbuf, c0, c1, width, bg_yuyv != NULL ? bg_yuyv + y * ystride : NULL, out + y * ostride);
+        if (out_yuyv) yuyv_row(rowbuf, c0, c1, width, bg_yuyv != NULL ? bg_yuyv + y * ystride : NULL, out + y * ostride,
+                               spans != NULL ? spans + 2 * y : NULL);
     }
-    free(ring), free(a3), free(gray), free(rowbuf), free(spans), free(shown);
+    free(ring), free(a3), free(gray), free(rowbuf), free(row_spans), free(shown);
     return 0;
 }
 
-/* out = fg over bg through alpha (uint8, 255 = fg), exact rounding; YUYV with `out_yuyv`, as above.
- * Returns 0, or -1 as above. */
+/* out = fg over bg through alpha (uint8, 255 = fg), exact rounding; YUYV with `out_yuyv`, and
+ * `bg_yuyv` and `spans`, as above. Returns 0, or -1 as above. */
 int EXPORT(hc_composite)(const uint8_t *restrict fg, ptrdiff_t fstride, int height, int width,
                          const uint8_t *restrict bg, ptrdiff_t bstride,
                          const uint8_t *restrict alpha, ptrdiff_t astride,
                          uint8_t *restrict out, ptrdiff_t ostride, int out_yuyv,
-                         const uint8_t *restrict bg_yuyv, ptrdiff_t ystride) {
+                         const uint8_t *restrict bg_yuyv, ptrdiff_t ystride, int32_t *restrict spans) {
     if (width < 1 || width > MAX_WIDTH || height < 1 || (out_yuyv && (width & 1))) return -1;
     if (bg_yuyv != NULL && !out_yuyv) return -1;
+    if (spans != NULL && (bg_yuyv == NULL || !spans_ok(spans, height, width))) return -2;
     uint8_t *a3 = malloc((size_t)3 * (size_t)width);
     uint8_t *rowbuf = malloc((size_t)3 * (size_t)width);                /* a BGR row before YUYV */
     if (a3 == NULL || rowbuf == NULL) {
@@ -271,7 +295,8 @@ int EXPORT(hc_composite)(const uint8_t *restrict fg, ptrdiff_t fstride, int heig
             int i0 = 3 * x0;
             blend_row(f + i0, b + i0, a3, o + i0, 3 * (x1 - x0));
         }
-        if (out_yuyv) yuyv_row(rowbuf, c0, c1, width, bg_yuyv != NULL ? bg_yuyv + y * ystride : NULL, out + y * ostride);
+        if (out_yuyv) yuyv_row(rowbuf, c0, c1, width, bg_yuyv != NULL ? bg_yuyv + y * ystride : NULL, out + y * ostride,
+                               spans != NULL ? spans + 2 * y : NULL);
     }
     free(a3), free(rowbuf);
     return 0;

@@ -60,10 +60,10 @@ class FrameOps:
         self.isa, self.path = isa, path
         self._hologram = getattr(lib, f"hc_hologram_composite_{isa}")
         self._hologram.argtypes = [_c_u8, _c_ssize, _c_int, _c_int, _c_u8, _c_int, _c_u8,
-                                   _c_u8, _c_ssize, _c_u8, _c_ssize, _c_u8, _c_ssize, _c_int, _c_u8, _c_ssize]
+                                   _c_u8, _c_ssize, _c_u8, _c_ssize, _c_u8, _c_ssize, _c_int, _c_u8, _c_ssize, _c_u8]
         self._composite = getattr(lib, f"hc_composite_{isa}")
         self._composite.argtypes = [_c_u8, _c_ssize, _c_int, _c_int, _c_u8, _c_ssize, _c_u8, _c_ssize,
-                                    _c_u8, _c_ssize, _c_int, _c_u8, _c_ssize]
+                                    _c_u8, _c_ssize, _c_int, _c_u8, _c_ssize, _c_u8]
         self._upsample = getattr(lib, f"hc_upsample_{isa}")
         self._upsample.argtypes = [_c_u8, _c_ssize, _c_int, _c_int, _c_int, _c_u8, _c_ssize]
         self._guided_apply = getattr(lib, f"hc_guided_apply_{isa}")
@@ -81,10 +81,13 @@ class FrameOps:
 
     def hologram_composite(self, frame: np.ndarray, lut: np.ndarray, shift: int, weights: np.ndarray,
                            bg: np.ndarray | None, alpha: np.ndarray | None, out: np.ndarray,
-                           bg_yuyv: np.ndarray | None = None) -> None:
+                           bg_yuyv: np.ndarray | None = None, spans: np.ndarray | None = None) -> None:
         """out = hologram(frame) over bg through alpha (see frame_ops.c); bg None: the hologram alone.
         `out` is BGR (H, W, 3) or YUYV (H, W, 2): the pass writes the form it is given; with a YUYV
-        out, `bg_yuyv` may be `bg` as YUYV (`bgr_to_yuyv`), copied where the mask is 0."""
+        out, `bg_yuyv` may be `bg` as YUYV (`bgr_to_yuyv`), copied where the mask is 0. `spans`
+        (int32 (H, 2), with `bg_yuyv` only): `out` is a reused frame that holds `bg_yuyv` outside
+        the columns [spans[y, 0], spans[y, 1]) of each row; only the changes are written, and
+        `spans` is updated (capture_sink/frame_pool.py)."""
         h, w = _bgr(frame, "frame")
         yuyv = _bgr_or_yuyv(out, (h, w))
         if lut.shape != (256, 3) or lut.dtype != np.uint8 or not lut.flags.c_contiguous:
@@ -105,19 +108,20 @@ class FrameOps:
         y_ptr, y_stride = _yuyv_background(bg_yuyv, yuyv, (h, w))
         _check(self._hologram(_ptr(frame), frame.strides[0], h, w, _ptr(lut), shift, _ptr(weights),
                               bg_ptr, bg_stride, alpha_ptr, alpha_stride, _ptr(out), out.strides[0], yuyv,
-                              y_ptr, y_stride))
+                              y_ptr, y_stride, _spans(spans, bg_yuyv, (h, w))))
 
     def composite(self, fg: np.ndarray, bg: np.ndarray, alpha: np.ndarray, out: np.ndarray,
-                  bg_yuyv: np.ndarray | None = None) -> None:
+                  bg_yuyv: np.ndarray | None = None, spans: np.ndarray | None = None) -> None:
         """out = fg over bg through alpha, exactly rounded; `out` BGR (H, W, 3) or YUYV (H, W, 2),
-        with `bg_yuyv` as in `hologram_composite`."""
+        with `bg_yuyv` and `spans` as in `hologram_composite`."""
         h, w = _bgr(fg, "fg")
         _bgr(bg, "bg", (h, w))
         _gray(alpha, "alpha", (h, w))
         yuyv = _bgr_or_yuyv(out, (h, w))
         y_ptr, y_stride = _yuyv_background(bg_yuyv, yuyv, (h, w))
         _check(self._composite(_ptr(fg), fg.strides[0], h, w, _ptr(bg), bg.strides[0], _ptr(alpha),
-                               alpha.strides[0], _ptr(out), out.strides[0], yuyv, y_ptr, y_stride))
+                               alpha.strides[0], _ptr(out), out.strides[0], yuyv, y_ptr, y_stride,
+                               _spans(spans, bg_yuyv, (h, w))))
 
     def upsample(self, src: np.ndarray, out: np.ndarray) -> None:
         """out = src scaled up by the whole factor (2, 3 or 4) that `out` is larger, bilinear
@@ -189,6 +193,9 @@ class FrameOps:
 
 
 def _check(status: int) -> None:
+    if status == -2:
+        raise ValueError("spans must hold even columns 0 <= start <= end <= width in each row: "
+                         "pass the spans the frame pool keeps for that frame")
     if status != 0:
         raise MemoryError("the native frame pass could not allocate its row buffers")
 
@@ -235,6 +242,19 @@ def _yuyv_background(bg_yuyv: np.ndarray | None, yuyv_out: int, shape: tuple[int
         raise ValueError(f"bg_yuyv must be a uint8 {(*shape, 2)} array with packed rows, got "
                          f"{bg_yuyv.dtype} {bg_yuyv.shape}")
     return _ptr(bg_yuyv), bg_yuyv.strides[0]
+
+
+def _spans(spans: np.ndarray | None, bg_yuyv: np.ndarray | None, shape: tuple[int, int]) -> int | None:
+    """The pointer of a reused frame's spans (int32 (H, 2), even columns within the row), or None."""
+    if spans is None:
+        return None
+    if bg_yuyv is None:
+        raise ValueError("spans mark what differs from bg_yuyv: pass them with bg_yuyv only")
+    if spans.dtype != np.int32 or spans.shape != (shape[0], 2) or not spans.flags.c_contiguous \
+            or not spans.flags.writeable:
+        raise ValueError(f"spans must be a writeable C-contiguous int32 ({shape[0]}, 2) array, got "
+                         f"{spans.dtype} {spans.shape}")
+    return _ptr(spans)   # their values are checked by the pass (-2: see _check)
 
 
 def _gray(array: np.ndarray | None, name: str, shape: tuple[int, int]) -> None:
