@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from shared.health import LivenessFile
-from shared.resize import prepare_input
+from shared.resize import prepare_input, whole_factor
 from shared.keys import sink_keys
 
 from .backgrounds import create_background
@@ -67,6 +67,7 @@ class SinkApp:
         self.writers: tuple[SteadyWriter, ...] = ()   # replaced whole under _writers_lock, never changed
         self._writers_lock = threading.Lock()
         self.last_output: np.ndarray | None = None
+        self._guide_ready = False
         self.web: WebServer | None = None                         # init_web
         self.viewer_watch: ViewerWatch | None = None              # init_watchers
         self.background_watcher: BackgroundWatcher | None = None  # init_watchers
@@ -232,6 +233,7 @@ class SinkApp:
         """One frame through the whole sink; returns the frame handed to the outputs: BGR, or YUYV
         (H, W, 2) while every output takes YUYV (`_writers_take_yuyv`)."""
         c, stats, dispatcher = self.config, self.stats, self.dispatcher
+        self._guide_ready = False       # the refiner's guide made with the model's input (_model_input)
         if self._changes:
             self._apply_changes()
         if self.paused == "passthrough":
@@ -245,7 +247,7 @@ class SinkApp:
         still = False
         if spec is not None:
             with stats.stage("prepare"):
-                small = prepare_input(frame.image, spec, bgr=True)
+                small = self._model_input(frame.image, spec)
                 newest = dispatcher.latest()
                 # Nothing moved since the newest mask's frame: reuse that mask (capture_sink/motion.py).
                 still = newest is not None and self.motion.unchanged(small, newest.seq, newest.capture_time)
@@ -273,6 +275,18 @@ class SinkApp:
         stats.count("still_mask" if still else "own_mask" if result.seq == frame.seq else "older_mask")
         stats.mask_age_ms = (time.monotonic() - result.capture_time) * 1000.0
         return self._compose(frame, result, foreground)
+
+    def _model_input(self, image: np.ndarray, spec) -> np.ndarray:
+        """The frame at the model's size for the segmenters. At a whole factor (720p) the refiner's
+        guide pass takes it in the same read of the frame where that pass is native, and the guide
+        is made now, not after the mask: the frame, just decoded, is read once for both."""
+        factor = whole_factor(image.shape[1], image.shape[0], spec)
+        if factor is not None and image.ndim == 3:
+            small = np.empty((image.shape[0] // factor, image.shape[1] // factor, 3), np.uint8)
+            self._guide_ready = True    # for `_compose` of this frame
+            if self.refiner.prepare(image, model_input=small):
+                return small
+        return prepare_input(image, spec, bgr=True)
 
     def _admit(self, result, frame: Frame):
         """The mask if it is valid for this frame, else None (fail closed, capture_sink.failclosed)."""
@@ -308,7 +322,7 @@ class SinkApp:
     def _compose(self, frame: Frame, result, foreground: np.ndarray | None = None) -> np.ndarray:
         stats = self.stats
         with stats.stage("refine"):
-            alpha = self.refiner.refine(result.mask, frame.image)
+            alpha = self.refiner.refine(result.mask, frame.image, guide_ready=self._guide_ready)
         with stats.stage("background"):
             background = self.background.render(frame.image, alpha)
         yuyv = self._writers_take_yuyv()

@@ -182,6 +182,7 @@ class MaskRefiner:
         self._ramp = threshold_ramp(self.config.threshold, self.config.feather)
         self._frame_size: tuple[int, int] | None = None
         self._ema: np.ndarray | None = None
+        self._guide_of: np.ndarray | None = None    # the frame whose guide `prepare` made
 
     def reset(self) -> None:
         """Forget the temporal average (a scene cut, a new camera)."""
@@ -226,6 +227,7 @@ class MaskRefiner:
                 self._bl_guide = np.empty((lh, lw), np.uint8)
                 self._bl_mask = np.empty((lh, lw), np.uint8)
         self._frame_size = (width, height)
+        self._guide_of = None
 
     def _kernel(self, pixels: int) -> np.ndarray | None:
         if not pixels:
@@ -335,12 +337,32 @@ class MaskRefiner:
         ww, wh = self._work_size
         return cv2.resize(filtered, (ww, wh), dst=mask, interpolation=cv2.INTER_LINEAR)
 
-    def _prepare_guide(self, frame_bgr: np.ndarray) -> None:
+    def prepare(self, frame_bgr: np.ndarray, model_input: np.ndarray | None = None) -> bool:
+        """Make the guide of `frame_bgr` now, before its mask comes (`refine` of this frame then uses
+        it), and, where the native guide pass can take it in the same read of the frame,
+        `model_input` too: every f-th pixel of every f-th row as RGB, the model's input at a whole
+        factor f (shared.resize.whole_factor). The frame, just decoded, is read once for both.
+
+        Returns:
+            True if `model_input` was written; False leaves it to shared.resize.prepare_input.
+        """
+        if self.config.edge == "off":
+            return False
+        _check_frame(frame_bgr)
+        height, width = frame_bgr.shape[:2]
+        if self._frame_size != (width, height):
+            self._allocate(width, height)
+        wrote = self._prepare_guide(frame_bgr, model_input)
+        self._guide_of = frame_bgr
+        return wrote
+
+    def _prepare_guide(self, frame_bgr: np.ndarray, model_input: np.ndarray | None = None) -> bool:
+        """The guide at the working size; True if the native pass also wrote `model_input`."""
         ww, wh = self._work_size
         width, height = self._frame_size
         if (ww, wh) == (width, height):
             cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY, dst=self._guide_gray)
-            return
+            return False
 
         def stock() -> None:
             # INTER_LINEAR: INTER_AREA costs 8x more at 1080p (factor 3) and the guide is
@@ -357,38 +379,43 @@ class MaskRefiner:
                 ops.guide_gray(frame_bgr, self._guide_gray)
 
             if choice.use_native(f"guide grey {k}x", (height, width), ops.isa, stock, native):
-                native()
-                return
+                ops.guide_gray(frame_bgr, self._guide_gray, model_input)
+                return model_input is not None
         stock()
+        return False
 
     # -- the verb ----------------------------------------------------------------------------
-    def refine(self, mask_small: np.ndarray, frame_bgr: np.ndarray) -> np.ndarray:
+    def refine(self, mask_small: np.ndarray, frame_bgr: np.ndarray, guide_ready: bool = False) -> np.ndarray:
         """Frame-sized alpha for `frame_bgr` from the model's mask.
 
         Args:
             mask_small: uint8 (h, w) person probability x 255 at model resolution (any size).
             frame_bgr: uint8 (H, W, 3) the frame the alpha is for (the edge-aware guide).
+            guide_ready: `prepare` was called with this frame since the last `refine`: its guide is used.
         Returns:
             uint8 (H, W) alpha, 255 = person; the refiner's own buffer, reused next call.
         """
         if mask_small.dtype != np.uint8 or mask_small.ndim != 2:
             raise ValueError(f"refine needs a uint8 (h, w) mask, got {mask_small.dtype} {mask_small.shape}")
-        if frame_bgr.dtype != np.uint8 or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
-            raise ValueError(f"refine needs a uint8 (H, W, 3) frame, got {frame_bgr.dtype} {frame_bgr.shape}")
+        _check_frame(frame_bgr)
         height, width = frame_bgr.shape[:2]
         if self._frame_size != (width, height):
             self._allocate(width, height)
         cfg = self.config
         smooth = self._temporal(mask_small)
+        prepared = guide_ready and self._guide_of is frame_bgr    # by `prepare`, for this very frame
+        self._guide_of = None
         if cfg.edge == "guided":
-            self._prepare_guide(frame_bgr)
+            if not prepared:
+                self._prepare_guide(frame_bgr)
             m = self._guided(smooth, self._up)      # the threshold ramp included
         else:
             if smooth.dtype == np.float32:
                 smooth = cv2.convertScaleAbs(smooth)   # the average back to uint8 (values >= 0)
             m = cv2.resize(smooth, self._work_size, dst=self._up, interpolation=cv2.INTER_LINEAR)
             if cfg.edge == "bilateral":
-                self._prepare_guide(frame_bgr)
+                if not prepared:
+                    self._prepare_guide(frame_bgr)
                 m = self._bilateral_stage(m)
             m = self._threshold(m)
         if self._erode_kernel is not None:
@@ -425,6 +452,11 @@ class MaskRefiner:
             if choice.use_native(f"alpha upsample {factor}x", (height, width), ops.isa, stock, native):
                 return native()
         return stock()
+
+
+def _check_frame(frame_bgr: np.ndarray) -> None:
+    if frame_bgr.dtype != np.uint8 or frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
+        raise ValueError(f"refine needs a uint8 (H, W, 3) frame, got {frame_bgr.dtype} {frame_bgr.shape}")
 
 
 class _JointBilateral:

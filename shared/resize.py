@@ -58,6 +58,17 @@ def stretch_matrix(width: int, height: int, out_width: int, out_height: int) -> 
                      [0.0, height / out_height, 0.0]], dtype=np.float64)
 
 
+def whole_factor(width: int, height: int, spec: InputSpec) -> int | None:
+    """f when the model's input is a stretch of this frame by the same whole factor f both ways
+    (1280x720 -> 256x144: 5): then `prepare_input` gives every f-th pixel of every f-th row, which
+    the sink's guide pass can take in the same read of the frame (capture_sink/refine.py); else None."""
+    if spec.resize not in ("stretch", "aspect"):
+        return None
+    w, h = spec.input_size(width, height)
+    f = width // w
+    return f if f >= 1 and (width, height) == (f * w, f * h) else None
+
+
 def prepare_input(frame: np.ndarray, spec: InputSpec, bgr: bool = True,
                   out: np.ndarray | None = None) -> np.ndarray:
     """Resize a frame to a model's input and give it in RGB.

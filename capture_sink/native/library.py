@@ -71,7 +71,7 @@ class FrameOps:
         self._bgr_to_yuyv = getattr(lib, f"hc_bgr_to_yuyv_{isa}")
         self._bgr_to_yuyv.argtypes = [_c_u8, _c_ssize, _c_int, _c_int, _c_u8, _c_ssize]
         self._guide_gray = getattr(lib, f"hc_guide_gray_{isa}")
-        self._guide_gray.argtypes = [_c_u8, _c_ssize, _c_int, _c_int, _c_int, _c_u8, _c_ssize]
+        self._guide_gray.argtypes = [_c_u8, _c_ssize, _c_int, _c_int, _c_int, _c_u8, _c_ssize, _c_u8, _c_ssize, _c_int]
         self._guided_coeffs = getattr(lib, f"hc_guided_coeffs_{isa}")
         self._guided_coeffs.argtypes = [_c_u8, _c_ssize, _c_u8, _c_ssize, _c_int, _c_int, _c_int, ctypes.c_float,
                                         ctypes.c_float, ctypes.c_float, _c_u8, _c_u8]
@@ -152,16 +152,28 @@ class FrameOps:
                                   _ptr(out), out.strides[0]))
 
 
-    def guide_gray(self, frame: np.ndarray, out: np.ndarray) -> None:
+    def guide_gray(self, frame: np.ndarray, out: np.ndarray, sample: np.ndarray | None = None) -> None:
         """out = grey of `frame` scaled down by the whole factor k (>= 2) that it is smaller, as
-        cv2.resize INTER_LINEAR then cv2.cvtColor BGR2GRAY compute it (exactly, see refine_ops.c)."""
+        cv2.resize INTER_LINEAR then cv2.cvtColor BGR2GRAY compute it (exactly, see refine_ops.c).
+        With `sample` (uint8 (h, w, 3), a whole fraction 1/f of the frame), also every f-th pixel of
+        every f-th row into it as RGB, in the same read of the frame: the model's input as
+        shared.resize.prepare_input makes it at a whole factor."""
         h, w = _bgr(frame, "frame")
         k = h // out.shape[0] if out.ndim == 2 and out.shape[0] else 0
         if k < 2 or out.shape != (h // k, w // k) or (h, w) != (k * out.shape[0], k * out.shape[1]):
             raise ValueError(f"guide_gray scales down by a whole factor >= 2: out {out.shape} is not that "
                              f"fraction of the frame's {(h, w)}")
         _gray(out, "out", out.shape)
-        _check(self._guide_gray(_ptr(frame), frame.strides[0], h, w, k, _ptr(out), out.strides[0]))
+        sample_ptr, sample_stride, f = None, 0, 0
+        if sample is not None:
+            f = h // sample.shape[0] if sample.ndim == 3 and sample.shape[0] else 0
+            if f < 1 or (h, w) != (f * sample.shape[0], f * sample.shape[1]):
+                raise ValueError(f"guide_gray samples by a whole factor: sample {sample.shape} is not that "
+                                 f"fraction of the frame's {(h, w)}")
+            _bgr(sample, "sample")     # packed 3-byte pixels (RGB here)
+            sample_ptr, sample_stride = _ptr(sample), sample.strides[0]
+        _check(self._guide_gray(_ptr(frame), frame.strides[0], h, w, k, _ptr(out), out.strides[0],
+                                sample_ptr, sample_stride, f))
 
     def guided_coeffs(self, guide: np.ndarray, p: np.ndarray, radius: int, eps: float, scale: float,
                       offset: float, mean_a: np.ndarray, mean_b: np.ndarray) -> None:

@@ -170,9 +170,23 @@ static inline __m128i gray15_8(__m128i b, __m128i g, __m128i r) {
 }
 #endif
 
+/* One row of the model's input taken with the guide: every f-th pixel of a frame row, BGR -> RGB
+ * (what shared/resize.py's whole-factor stretch, INTER_NEAREST then BGR2RGB, makes of that row). */
+static void sample_row(const uint8_t *restrict p, int f, int width, uint8_t *restrict o) {
+    for (int j = 0; j < width; j++) {
+        const uint8_t *q = p + 3 * f * j;
+        o[3 * j] = q[2], o[3 * j + 1] = q[1], o[3 * j + 2] = q[0];
+    }
+}
+
+/* `sample` (NULL for none): also the model's input, the frame subsampled by the whole factor f
+ * (sh x sw RGB pixels, rows `sstride` apart; f sh = height, f sw = width), each of its rows
+ * taken while the guide's pass has that frame row in cache: the frame is read once for both. */
 int EXPORT(hc_guide_gray)(const uint8_t *restrict frame, ptrdiff_t fstride, int height, int width, int k,
-                          uint8_t *restrict out, ptrdiff_t ostride) {
+                          uint8_t *restrict out, ptrdiff_t ostride,
+                          uint8_t *restrict sample, ptrdiff_t sstride, int f) {
     if (k < 2 || width < k || height < k || width / k > MAX_WIDTH) return -1;
+    if (sample != NULL && (f < 1 || height % f || width % f)) return -1;
     const int oh = height / k, ow = width / k, first = (k - 1) / 2;   /* odd k: the centre; even: its top left */
     for (int y = 0; y < oh; y++) {
         const uint8_t *r0 = frame + (ptrdiff_t)(y * k + first) * fstride + 3 * first;
@@ -193,6 +207,12 @@ int EXPORT(hc_guide_gray)(const uint8_t *restrict frame, ptrdiff_t fstride, int 
         if (k == 2) guide_row(r0 + 6 * x, r0 + fstride + 6 * x, o + x, ow - x, 2);
         else if (k == 3) guide_row(r0, r0 + fstride, o, ow, 3);
         else guide_row(r0, r0 + fstride, o, ow, k);
+        for (int r = y * k; sample != NULL && r < (y + 1) * k; r++) {
+            if (r % f == 0) sample_row(frame + (ptrdiff_t)r * fstride, f, width / f, sample + (r / f) * sstride);
+        }
+    }
+    for (int r = oh * k; sample != NULL && r < height; r++) {          /* rows below the guide's last */
+        if (r % f == 0) sample_row(frame + (ptrdiff_t)r * fstride, f, width / f, sample + (r / f) * sstride);
     }
     return 0;
 }

@@ -121,3 +121,94 @@ def test_the_refiner_gives_the_same_alpha_with_and_without_its_native_passes(mon
     diff = np.abs(alphas["0"].astype(int) - alphas["1"])
     assert diff.max() <= 1 and (diff > 0).mean() < 0.01
     np.testing.assert_array_equal(alphas["0"] == 0, alphas["1"] == 0)       # the same pixels hidden
+
+
+@pytest.mark.parametrize("isa", library.runnable_isas())
+@pytest.mark.parametrize("k, f, size", [(2, 5, (720, 1280)), (2, 3, (18, 30)), (3, 4, (36, 48)), (2, 1, (4, 6))])
+def test_the_guide_pass_takes_the_models_input_in_the_same_read(isa, k, f, size):
+    ops = library.build_for(isa)
+    rng = np.random.default_rng(f)
+    frame = rng.integers(0, 256, (*size, 3), np.uint8)
+    alone, guide = np.empty((size[0] // k, size[1] // k), np.uint8), np.empty((size[0] // k, size[1] // k), np.uint8)
+    sample = np.full((size[0] // f, size[1] // f, 3), 7, np.uint8)
+    ops.guide_gray(frame, alone)
+    ops.guide_gray(frame, guide, sample)
+    np.testing.assert_array_equal(guide, alone)                  # the guide is unchanged by the sample
+    nearest = cv2.resize(frame, (size[1] // f, size[0] // f), interpolation=cv2.INTER_NEAREST)
+    np.testing.assert_array_equal(sample, cv2.cvtColor(nearest, cv2.COLOR_BGR2RGB))
+
+
+def test_the_guide_pass_refuses_a_sample_that_is_not_a_whole_fraction():
+    ops = library.load()
+    if ops is None:
+        pytest.skip("native passes unavailable: no C compiler")
+    frame, guide = np.zeros((720, 1280, 3), np.uint8), np.empty((360, 640), np.uint8)
+    for shape in [(144, 255, 3), (145, 256, 3), (144, 256)]:
+        with pytest.raises(ValueError, match="whole factor"):
+            ops.guide_gray(frame, guide, np.empty(shape, np.uint8))
+    with pytest.raises(ValueError, match="packed rows"):
+        ops.guide_gray(frame, guide, np.empty((144, 256, 4), np.uint8)[:, :, :3])
+
+
+def test_a_guide_prepared_with_the_models_input_gives_the_same_alpha(monkeypatch):
+    from shared.geometry import InputSpec
+    from shared.resize import prepare_input, whole_factor
+
+    monkeypatch.setenv(library.ENABLE_ENV, "1")
+    ops = library.load()
+    if ops is None:
+        pytest.skip("native passes unavailable: no C compiler")
+    spec = InputSpec(256, 256, "aspect")          # selfie-auto: 256x144 for a 16:9 frame
+    frames = [cv2.resize(cv2.imread(DEMO), (1280, 720)), cv2.resize(cv2.imread(DEMO)[:, ::-1], (1280, 720))]
+    assert whole_factor(1280, 720, spec) == 5 and whole_factor(1920, 1080, spec) is None
+    mask = np.zeros((144, 256), np.uint8)
+    cv2.ellipse(mask, (128, 100), (50, 70), 0, 0, 360, 255, -1)
+    plain, early = MaskRefiner(), MaskRefiner()
+    calls = []
+    real = ops.guide_gray
+    monkeypatch.setattr(ops, "guide_gray", lambda *a: (calls.append(len(a) > 2 and a[2] is not None), real(*a)))
+    for frame in frames:
+        expected = plain.refine(mask, frame).copy()
+        calls.clear()
+        small = np.empty((144, 256, 3), np.uint8)
+        assert early.prepare(frame, model_input=small)
+        np.testing.assert_array_equal(small, prepare_input(frame, spec, bgr=True))
+        np.testing.assert_array_equal(early.refine(mask, frame, guide_ready=True), expected)
+        assert calls == [True]                        # one read of the frame for the guide and the input
+    # a guide made for another frame is never used: the refiner makes this frame's own
+    expected = plain.refine(mask, frames[1]).copy()
+    early.prepare(frames[0])
+    calls.clear()
+    np.testing.assert_array_equal(early.refine(mask, frames[1], guide_ready=True), expected)
+    assert calls == [False]
+
+
+def test_the_sink_makes_the_models_input_and_the_guide_in_one_pass(monkeypatch):
+    from capture_sink.app import SinkApp
+    from capture_sink.config import SinkConfig, validate
+    from capture_sink.dispatch.mailbox import MaskResult
+    from capture_sink.sources.base import Frame
+    from shared.geometry import InputSpec
+    from shared.resize import prepare_input
+
+    monkeypatch.setenv(library.ENABLE_ENV, "1")
+    ops = library.load()
+    if ops is None:
+        pytest.skip("native passes unavailable: no C compiler")
+    app = SinkApp(validate(SinkConfig(source="demo", outputs=["null"], http=False)))
+    app.init_pipeline()
+    calls = []
+    real = ops.guide_gray
+    monkeypatch.setattr(ops, "guide_gray", lambda *a: (calls.append(a[2] is not None), real(*a)))
+    spec = InputSpec(256, 256, "aspect")
+    frame = Frame(cv2.resize(cv2.imread(DEMO), (1280, 720)), 1, 0.0)
+    small = app._model_input(frame.image, spec)
+    np.testing.assert_array_equal(small, prepare_input(frame.image, spec, bgr=True))
+    mask = np.zeros((144, 256), np.uint8)
+    cv2.ellipse(mask, (128, 100), (50, 70), 0, 0, 360, 255, -1)
+    result = MaskResult(seq=1, capture_time=0.0, mask=mask, replica_id="r", inference_ms=1.0, received_time=0.0)
+    app._compose(frame, result)
+    assert calls == [True]                    # the guide of the compose is the one made with the input
+    wide = Frame(cv2.resize(frame.image, (1920, 1080)), 2, 0.0)   # 1080p: 7.5x, no whole factor
+    assert app._model_input(wide.image, spec).shape == (144, 256, 3) and calls == [True]
+    app.close()
