@@ -321,11 +321,14 @@ class SinkApp:
 
     def _compose(self, frame: Frame, result, foreground: np.ndarray | None = None) -> np.ndarray:
         stats = self.stats
-        with stats.stage("refine"):
-            alpha = self.refiner.refine(result.mask, frame.image, guide_ready=self._guide_ready)
-        with stats.stage("background"):
-            background = self.background.render(frame.image, alpha)
         yuyv = self._writers_take_yuyv()
+        # The virtual camera's path over a still background (which needs no alpha of its own): the
+        # alpha may stay at the refiner's working size, each row scaled up inside the native pass.
+        scaled = yuyv and self.background.still
+        with stats.stage("refine"):
+            alpha = self.refiner.refine(result.mask, frame.image, guide_ready=self._guide_ready, scaled=scaled)
+        with stats.stage("background"):
+            background = self.background.render(frame.image, None if scaled else alpha)
         with stats.stage("composite"):
             # A still background's YUYV is made once: the YUYV passes copy it where the mask is 0.
             still = self.compositor.background_yuyv(background) if yuyv and self.background.still else None

@@ -18,6 +18,7 @@ import numpy as np
 
 from capture_sink.frame_pool import FramePool
 from capture_sink.native import choice, library
+from capture_sink.scaled_alpha import ScaledAlpha, frame_alpha, pass_alpha
 from capture_sink.outputs.yuv import BgrToYuyv
 
 logger = logging.getLogger(__name__)
@@ -62,14 +63,14 @@ class Compositor:
             self._still = (background, yuyv)
         return self._still[1]
 
-    def composite(self, fg_bgr: np.ndarray, bg_bgr: np.ndarray, alpha: np.ndarray,
+    def composite(self, fg_bgr: np.ndarray, bg_bgr: np.ndarray, alpha: np.ndarray | ScaledAlpha,
                   yuyv: bool = False, background_yuyv: np.ndarray | None = None) -> np.ndarray:
         """Foreground over background.
 
         Args:
             fg_bgr: uint8 (H, W, 3), the foreground (the frame after the effect).
             bg_bgr: uint8 (H, W, 3), the background of the same size.
-            alpha: uint8 (H, W), 255 = foreground, 0 = background.
+            alpha: uint8 (H, W), 255 = foreground, 0 = background; or a ScaledAlpha of that size.
             yuyv: the outputs take YUYV: make the frame as YUYV where that is faster (`yuyv_pays`).
             background_yuyv: `bg_bgr` as YUYV (`background_yuyv`), for the YUYV pass; or None.
         Returns:
@@ -85,21 +86,23 @@ class Compositor:
             self._allocate(fg_bgr.shape)
         ops = library.load()
         if ops is not None and library.accepts(fg_bgr, bg_bgr, alpha):
+            small = pass_alpha(alpha)      # a ScaledAlpha: the pass scales each row up itself
+
             def native(channels: int = 3) -> np.ndarray:
                 if channels == 2 and background_yuyv is not None:
                     out, spans = self.frames.take(background_yuyv)   # holds most of the background
-                    ops.composite(fg_bgr, bg_bgr, alpha, out, background_yuyv, spans)
+                    ops.composite(fg_bgr, bg_bgr, small, out, background_yuyv, spans)
                 else:
                     out = np.empty((*fg_bgr.shape[:2], channels), np.uint8)
-                    ops.composite(fg_bgr, bg_bgr, alpha, out)
+                    ops.composite(fg_bgr, bg_bgr, small, out)
                 return _handed_out(out)
             size = fg_bgr.shape[:2]
             if choice.use_native("composite", size, ops.isa,
-                                 lambda: self._composite_opencv(fg_bgr, bg_bgr, alpha), native):
+                                 lambda: self._composite_opencv(fg_bgr, bg_bgr, frame_alpha(alpha)), native):
                 if yuyv and self.yuyv_pays("composite", size, ops.isa, native, lambda: native(2)):
                     return native(2)
                 return native()
-        return self._composite_opencv(fg_bgr, bg_bgr, alpha)
+        return self._composite_opencv(fg_bgr, bg_bgr, frame_alpha(alpha))
 
     def yuyv_pays(self, op: str, size: tuple[int, int], isa: str, bgr_pass: Callable[[], np.ndarray],
                   yuyv_pass: Callable[[], np.ndarray]) -> bool:

@@ -42,6 +42,7 @@ import cv2
 import numpy as np
 
 from capture_sink.native import choice, library
+from capture_sink.scaled_alpha import ScaledAlpha
 
 logger = logging.getLogger(__name__)
 
@@ -385,15 +386,20 @@ class MaskRefiner:
         return False
 
     # -- the verb ----------------------------------------------------------------------------
-    def refine(self, mask_small: np.ndarray, frame_bgr: np.ndarray, guide_ready: bool = False) -> np.ndarray:
+    def refine(self, mask_small: np.ndarray, frame_bgr: np.ndarray, guide_ready: bool = False,
+               scaled: bool = False) -> np.ndarray | ScaledAlpha:
         """Frame-sized alpha for `frame_bgr` from the model's mask.
 
         Args:
             mask_small: uint8 (h, w) person probability x 255 at model resolution (any size).
             frame_bgr: uint8 (H, W, 3) the frame the alpha is for (the edge-aware guide).
             guide_ready: `prepare` was called with this frame since the last `refine`: its guide is used.
+            scaled: the caller takes a ScaledAlpha (capture_sink/scaled_alpha.py): where the last
+                step would be the native upsample by a whole factor, the work-size alpha is handed
+                out as it is, for the native pass that scales each row itself.
         Returns:
-            uint8 (H, W) alpha, 255 = person; the refiner's own buffer, reused next call.
+            uint8 (H, W) alpha, 255 = person, or with `scaled` possibly a ScaledAlpha of that
+            size; the refiner's own buffers, reused next call.
         """
         if mask_small.dtype != np.uint8 or mask_small.ndim != 2:
             raise ValueError(f"refine needs a uint8 (h, w) mask, got {mask_small.dtype} {mask_small.shape}")
@@ -430,28 +436,33 @@ class MaskRefiner:
         if self._work_size == (width, height):
             np.copyto(self._out, m)
             return self._out
+        if scaled and self._native_upsample(m):
+            return ScaledAlpha(m, height // m.shape[0], self._to_frame_size)
         return self._to_frame_size(m)
 
-    def _to_frame_size(self, m: np.ndarray) -> np.ndarray:
-        """The work-size alpha scaled up to the frame (bilinear); by a whole factor (2x at 720p, 3x at
-        1080p) with the sink's native pass where that is faster on this CPU (5x OpenCV's 1-channel
-        resize here)."""
+    def _native_upsample(self, m: np.ndarray) -> bool:
+        """Whether the work-size alpha goes to the frame by a whole factor (2x at 720p, 3x at 1080p)
+        through the sink's native upsample here: where it is faster on this CPU than OpenCV's
+        1-channel resize (5x here), timed once per size."""
         height, width = self._out.shape
         factor = height // m.shape[0]
-
-        def stock() -> np.ndarray:
-            return cv2.resize(m, (width, height), dst=self._out, interpolation=cv2.INTER_LINEAR)
-
         ops = library.load()
-        if (ops is not None and factor in library.UPSAMPLE_FACTORS and m.strides[1] == 1
-                and (width, height) == (factor * m.shape[1], factor * m.shape[0])):
-            def native() -> np.ndarray:
-                ops.upsample(m, self._out)
-                return self._out
+        if (ops is None or factor not in library.UPSAMPLE_FACTORS or m.strides[1] != 1
+                or (width, height) != (factor * m.shape[1], factor * m.shape[0])):
+            return False
+        return choice.use_native(f"alpha upsample {factor}x", (height, width), ops.isa,
+                                 lambda: self._upsample_opencv(m), lambda: ops.upsample(m, self._out))
 
-            if choice.use_native(f"alpha upsample {factor}x", (height, width), ops.isa, stock, native):
-                return native()
-        return stock()
+    def _upsample_opencv(self, m: np.ndarray) -> np.ndarray:
+        height, width = self._out.shape
+        return cv2.resize(m, (width, height), dst=self._out, interpolation=cv2.INTER_LINEAR)
+
+    def _to_frame_size(self, m: np.ndarray) -> np.ndarray:
+        """The work-size alpha scaled up to the frame (bilinear), natively where that is faster."""
+        if self._native_upsample(m):
+            library.load().upsample(m, self._out)
+            return self._out
+        return self._upsample_opencv(m)
 
 
 def _check_frame(frame_bgr: np.ndarray) -> None:

@@ -25,6 +25,7 @@ import numpy as np
 from capture_sink.effects import Effect, EffectError
 from capture_sink.frame_pool import FramePool
 from capture_sink.native import choice, library
+from capture_sink.scaled_alpha import ScaledAlpha, pass_alpha
 
 # The ghost as weights of the three shifted copies of the banded tint, in the final image:
 # 0.6 * (0.4 * (0.2 holo + 0.8 ahead) + 0.6 behind); the frame's own weight 0.5 is in frame_ops.c.
@@ -158,7 +159,7 @@ class Hologram(Effect):
         ops = library.load()
         return ops is not None and self._shape is not None and choice.chosen("hologram+composite", self._shape, ops.isa)
 
-    def composite(self, frame_bgr: np.ndarray, background: np.ndarray, alpha: np.ndarray,
+    def composite(self, frame_bgr: np.ndarray, background: np.ndarray, alpha: np.ndarray | ScaledAlpha,
                   compositor, yuyv: bool = False, background_yuyv: np.ndarray | None = None) -> np.ndarray:
         """The hologram over the background in one native pass where that is faster on this CPU.
 
@@ -172,13 +173,14 @@ class Hologram(Effect):
             return compositor.composite(self.apply(frame_bgr), background, alpha, yuyv=yuyv,
                                         background_yuyv=background_yuyv)
         self._prepare(frame_bgr)
+        small = pass_alpha(alpha)      # a ScaledAlpha: the pass scales each row up itself
 
         def stock() -> np.ndarray:
             return compositor.composite(self._apply_opencv(frame_bgr), background, alpha, yuyv=yuyv,
                                         background_yuyv=background_yuyv)
 
         def native(channels: int = 3) -> np.ndarray:
-            return self._native_composite(ops, frame_bgr, background, alpha, channels,
+            return self._native_composite(ops, frame_bgr, background, small, channels,
                                           background_yuyv if channels == 2 else None, compositor.frames)
 
         if choice.use_native("hologram+composite", self._shape, ops.isa, stock, native):

@@ -159,6 +159,54 @@ static void yuyv_row(const uint8_t *restrict rowbuf, int c0, int c1, int width, 
     if (c1 > c0) bgr_to_yuyv_rows(rowbuf + 3 * c0, 0, 1, c1 - c0, out + 2 * c0, 0);
 }
 
+/* The alpha given at 1/k of the frame (the refiner's working size, k = 2..4), scaled up row by
+ * row inside the passes (upsample_row_at, frame_passes.h): the frame-sized alpha is never stored,
+ * written and read back. Before the rows are made, the columns each output row can show are
+ * bounded from the small alpha: an output pixel above 0 needs one above 0 among the source rows
+ * y / k - 1 .. y / k + 1 and columns x / k - 1 .. x / k + 1 (every bilinear weight is positive,
+ * none reaches past a neighbour). `bound` gets [x0, x1) per output row, or an empty span. */
+static void bound_scaled_rows(const uint8_t *restrict alpha, ptrdiff_t astride, int ah, int aw, int k,
+                              int32_t *restrict low, int32_t *restrict bound, int width) {
+    for (int i = 0; i < ah; i++) {
+        int x0, x1;
+        alpha_span(alpha + i * astride, aw, &x0, &x1);
+        low[2 * i] = x0, low[2 * i + 1] = x1;
+    }
+    for (int y = 0; y < ah * k; y++) {
+        const int i = y / k;
+        int lo = aw, hi = 0;
+        for (int n = i - 1; n <= i + 1; n++) {
+            if (n < 0 || n >= ah || low[2 * n + 1] <= low[2 * n]) continue;
+            lo = low[2 * n] < lo ? low[2 * n] : lo;
+            hi = low[2 * n + 1] > hi ? low[2 * n + 1] : hi;
+        }
+        if (hi > lo) {
+            const int x0 = k * (lo - 1), x1 = k * (hi + 1);
+            bound[2 * y] = x0 > 0 ? x0 : 0, bound[2 * y + 1] = x1 < width ? x1 : width;
+        } else {
+            bound[2 * y] = bound[2 * y + 1] = width;                  /* nothing shows in this row */
+        }
+    }
+}
+
+/* The alpha row y of a pass and its span [*x0, *x1) of values above 0: the frame-sized row, or with
+ * k > 1 the row made from the small alpha into `abuf` where `bound` says it can show anything. */
+static const uint8_t *alpha_row(const uint8_t *restrict alpha, ptrdiff_t astride, int k, const upsampler *u,
+                                int ah, int aw, int y, const int32_t *restrict bound, uint16_t *restrict v,
+                                uint8_t *restrict abuf, int width, int *x0, int *x1) {
+    if (k == 1) {
+        alpha_span(alpha + y * astride, width, x0, x1);
+        return alpha + y * astride;
+    }
+    if (bound[2 * y + 1] <= bound[2 * y]) {
+        *x0 = *x1 = width;
+        return abuf;
+    }
+    upsample_row_at(u, alpha, astride, ah, aw, y, v, abuf);
+    alpha_span(abuf, width, x0, x1);
+    return abuf;
+}
+
 /* A reused frame's spans must lie in the row, in pixel pairs: anything else is refused (-2),
  * never trusted as an index. */
 static int spans_ok(const int32_t *spans, int height, int width) {
@@ -187,11 +235,12 @@ static int spans_ok(const int32_t *spans, int height, int width) {
 int EXPORT(hc_hologram_composite)(const uint8_t *restrict frame, ptrdiff_t fstride, int height, int width,
                                   const uint8_t *restrict lut, int shift, const uint16_t *restrict weights,
                                   const uint8_t *restrict bg, ptrdiff_t bstride,
-                                  const uint8_t *restrict alpha, ptrdiff_t astride,
+                                  const uint8_t *restrict alpha, ptrdiff_t astride, int alpha_k,
                                   uint8_t *restrict out, ptrdiff_t ostride, int out_yuyv,
                                   const uint8_t *restrict bg_yuyv, ptrdiff_t ystride, int32_t *restrict spans) {
     if (width < 1 || width > MAX_WIDTH || height < 1 || shift < 0 || (out_yuyv && (width & 1))) return -1;
     if (bg_yuyv != NULL && (!out_yuyv || bg == NULL)) return -1;
+    if (alpha_k < 1 || alpha_k > 4 || height % alpha_k || width % alpha_k) return -1;
     if (spans != NULL && (bg_yuyv == NULL || !spans_ok(spans, height, width))) return -2;
     const int slots = 2 * shift + 1, s3 = 3 * shift;
     const size_t row_bytes = (size_t)3 * (size_t)(width + 2 * shift);   /* tint row with a zero border */
@@ -203,16 +252,27 @@ int EXPORT(hc_hologram_composite)(const uint8_t *restrict frame, ptrdiff_t fstri
     uint8_t *rowbuf = malloc((size_t)3 * (size_t)width);                /* a BGR row before YUYV */
     int32_t *row_spans = malloc(sizeof(int32_t) * 2 * (size_t)height);      /* x0, x1 of each row */
     int32_t *shown = malloc(sizeof(int32_t) * ((size_t)height + 1));    /* rows with a span, prefix sums */
+    const int ah = height / alpha_k, aw = width / alpha_k;
+    int32_t *low = malloc(sizeof(int32_t) * 2 * (size_t)ah);            /* spans of a small alpha's rows */
+    uint8_t *abuf = malloc((size_t)width);                              /* a scaled alpha row */
+    uint16_t *v = malloc(sizeof(uint16_t) * ((size_t)aw + 2));
     uint32_t lut4[256];
-    if (ring == NULL || a3 == NULL || gray == NULL || rowbuf == NULL || row_spans == NULL || shown == NULL) {
-        free(ring), free(a3), free(gray), free(rowbuf), free(row_spans), free(shown);
+    if (ring == NULL || a3 == NULL || gray == NULL || rowbuf == NULL || row_spans == NULL || shown == NULL
+            || low == NULL || abuf == NULL || v == NULL) {
+        free(ring), free(a3), free(gray), free(rowbuf), free(row_spans), free(shown), free(low), free(abuf), free(v);
         return -1;
     }
+    upsampler u;
+    upsampler_init(&u, alpha_k > 1 ? alpha_k : 2);
+    /* Each row's span: exact for a frame-sized alpha, bounded for a small one (then made exact
+     * row by row below); the tint rows and columns computed follow these. */
+    if (bg != NULL && alpha_k > 1) bound_scaled_rows(alpha, astride, ah, aw, alpha_k, low, row_spans, width);
     int cmin = width, cmax = 0;
     shown[0] = 0;
     for (int y = 0; y < height; y++) {
         int x0 = 0, x1 = width;
-        if (bg != NULL) alpha_span(alpha + y * astride, width, &x0, &x1);
+        if (bg != NULL && alpha_k == 1) alpha_span(alpha + y * astride, width, &x0, &x1);
+        if (bg != NULL && alpha_k > 1) x0 = row_spans[2 * y], x1 = row_spans[2 * y + 1];
         row_spans[2 * y] = x0, row_spans[2 * y + 1] = x1;
         shown[y + 1] = shown[y] + (x1 > x0);
         if (x1 > x0) {
@@ -236,7 +296,11 @@ int EXPORT(hc_hologram_composite)(const uint8_t *restrict frame, ptrdiff_t fstri
         if (y < 0) continue;
         const uint8_t *b = bg != NULL ? bg + y * bstride : NULL;
         uint8_t *o = out_yuyv ? rowbuf : out + y * ostride;
-        const int x0 = row_spans[2 * y], x1 = row_spans[2 * y + 1];
+        int x0 = row_spans[2 * y], x1 = row_spans[2 * y + 1];
+        const uint8_t *arow = NULL;
+        if (b != NULL && alpha_k == 1) arow = alpha + y * astride;
+        if (b != NULL && alpha_k > 1) arow = alpha_row(alpha, astride, alpha_k, &u, ah, aw, y, row_spans, v, abuf,
+                                                        width, &x0, &x1);
         int c0, c1;                                                    /* the columns made as BGR */
         bgr_columns(x0, x1, width, bg_yuyv != NULL, &c0, &c1);
         if (b != NULL && c1 > c0) {                                    /* c0 <= x0 <= x1 <= c1 then */
@@ -253,14 +317,14 @@ int EXPORT(hc_hologram_composite)(const uint8_t *restrict frame, ptrdiff_t fstri
             if (b == NULL) {
                 holo_row(f + i0, pa + i0, pc + i0, pb + i0, o + i0, n, w[0], w[1], w[2]);
             } else {
-                spread_alpha(alpha + y * astride + x0, a3, x1 - x0);
+                spread_alpha(arow + x0, a3, x1 - x0);
                 holo_blend_row(f + i0, pa + i0, pc + i0, pb + i0, b + i0, a3, o + i0, n, w[0], w[1], w[2]);
             }
         }
         if (out_yuyv) yuyv_row(rowbuf, c0, c1, width, bg_yuyv != NULL ? bg_yuyv + y * ystride : NULL, out + y * ostride,
                                spans != NULL ? spans + 2 * y : NULL);
     }
-    free(ring), free(a3), free(gray), free(rowbuf), free(row_spans), free(shown);
+    free(ring), free(a3), free(gray), free(rowbuf), free(row_spans), free(shown), free(low), free(abuf), free(v);
     return 0;
 }
 
@@ -268,37 +332,46 @@ int EXPORT(hc_hologram_composite)(const uint8_t *restrict frame, ptrdiff_t fstri
  * `bg_yuyv` and `spans`, as above. Returns 0, or -1 as above. */
 int EXPORT(hc_composite)(const uint8_t *restrict fg, ptrdiff_t fstride, int height, int width,
                          const uint8_t *restrict bg, ptrdiff_t bstride,
-                         const uint8_t *restrict alpha, ptrdiff_t astride,
+                         const uint8_t *restrict alpha, ptrdiff_t astride, int alpha_k,
                          uint8_t *restrict out, ptrdiff_t ostride, int out_yuyv,
                          const uint8_t *restrict bg_yuyv, ptrdiff_t ystride, int32_t *restrict spans) {
     if (width < 1 || width > MAX_WIDTH || height < 1 || (out_yuyv && (width & 1))) return -1;
     if (bg_yuyv != NULL && !out_yuyv) return -1;
+    if (alpha_k < 1 || alpha_k > 4 || height % alpha_k || width % alpha_k) return -1;
     if (spans != NULL && (bg_yuyv == NULL || !spans_ok(spans, height, width))) return -2;
+    const int ah = height / alpha_k, aw = width / alpha_k;
     uint8_t *a3 = malloc((size_t)3 * (size_t)width);
     uint8_t *rowbuf = malloc((size_t)3 * (size_t)width);                /* a BGR row before YUYV */
-    if (a3 == NULL || rowbuf == NULL) {
-        free(a3), free(rowbuf);
+    int32_t *low = malloc(sizeof(int32_t) * 2 * (size_t)ah);
+    int32_t *bound = malloc(sizeof(int32_t) * 2 * (size_t)height);
+    uint8_t *abuf = malloc((size_t)width);
+    uint16_t *v = malloc(sizeof(uint16_t) * ((size_t)aw + 2));
+    if (a3 == NULL || rowbuf == NULL || low == NULL || bound == NULL || abuf == NULL || v == NULL) {
+        free(a3), free(rowbuf), free(low), free(bound), free(abuf), free(v);
         return -1;
     }
+    upsampler u;
+    upsampler_init(&u, alpha_k > 1 ? alpha_k : 2);
+    if (alpha_k > 1) bound_scaled_rows(alpha, astride, ah, aw, alpha_k, low, bound, width);
     for (int y = 0; y < height; y++) {
         const uint8_t *f = fg + y * fstride, *b = bg + y * bstride;
         uint8_t *o = out_yuyv ? rowbuf : out + y * ostride;
         int x0, x1, c0, c1;
-        alpha_span(alpha + y * astride, width, &x0, &x1);
+        const uint8_t *arow = alpha_row(alpha, astride, alpha_k, &u, ah, aw, y, bound, v, abuf, width, &x0, &x1);
         bgr_columns(x0, x1, width, bg_yuyv != NULL, &c0, &c1);
         if (c1 > c0) {                                                 /* c0 <= x0 <= x1 <= c1 then */
             memcpy(o + 3 * c0, b + 3 * c0, (size_t)3 * (x0 - c0));
             memcpy(o + 3 * x1, b + 3 * x1, (size_t)3 * (c1 - x1));
         }
         if (x1 > x0) {
-            spread_alpha(alpha + y * astride + x0, a3, x1 - x0);
+            spread_alpha(arow + x0, a3, x1 - x0);
             int i0 = 3 * x0;
             blend_row(f + i0, b + i0, a3, o + i0, 3 * (x1 - x0));
         }
         if (out_yuyv) yuyv_row(rowbuf, c0, c1, width, bg_yuyv != NULL ? bg_yuyv + y * ystride : NULL, out + y * ostride,
                                spans != NULL ? spans + 2 * y : NULL);
     }
-    free(a3), free(rowbuf);
+    free(a3), free(rowbuf), free(low), free(bound), free(abuf), free(v);
     return 0;
 }
 

@@ -26,6 +26,76 @@ static inline uint16_t mulhi16(uint16_t x, uint16_t w) {
     return (uint16_t)(((uint32_t)x * (uint32_t)w) >> 16);
 }
 
+/* The alpha scaled up by a whole factor k (2..4), one output row at a time: hc_upsample
+ * (refine_ops.c) is these rows, and the fused passes (frame_ops.c) make each row of an alpha
+ * given at the working size as they need it, so the frame-sized alpha is never stored. Each output
+ * pixel sits at (p + 0.5) / k - 0.5 of its source pixel along each axis (p its phase) and is
+ * blended with the neighbour on that side by that distance: at 2x (9 n + 3 h + 3 v + d) / 16,
+ * exactly rounded; at 3x and 4x within a level of exact. */
+typedef struct {
+    int k;
+    int side[4];                            /* -1 or +1: the neighbour of each phase */
+    uint16_t w8[4], wn[4], wf[4];           /* vertical far weight in 1/256; horizontal in 1/65536 */
+} upsampler;
+
+static inline void upsampler_init(upsampler *u, int k) {
+    u->k = k;
+    for (int p = 0; p < k; p++) {
+        int d = 2 * p + 1 - k;             /* the distance to the source pixel, in 1/(2k) */
+        u->side[p] = d < 0 ? -1 : 1;
+        u->w8[p] = (uint16_t)((abs(d) * 256 + k) / (2 * k));
+        uint32_t far = (uint32_t)((abs(d) * 65536 + k) / (2 * k));
+        u->wf[p] = (uint16_t)far;
+        u->wn[p] = (uint16_t)(65536u - far > 65535u ? 65535u : 65536u - far);
+    }
+}
+
+/* One output row at 2x: `v` is 3 near + far of each source pixel (the vertical blend in quarters,
+ * one repeated pixel at each end, v[-1] and v[width]); output 2j and 2j + 1 are
+ * (3 v[j] + v[j -+ 1] + 8) / 16. All in 16-bit lanes. */
+static inline void upsample2_row(const uint16_t *restrict v, uint8_t *restrict o, int width) {
+    for (int j = 0; j < width; j++) {
+        uint16_t c = (uint16_t)(3u * v[j] + 8u);
+        o[2 * j] = (uint8_t)((uint16_t)(c + v[j - 1]) >> 4);
+        o[2 * j + 1] = (uint8_t)((uint16_t)(c + v[j + 1]) >> 4);
+    }
+}
+
+/* One output row at k = 3 or 4: `v` is the vertical blend in 1/256 of a level (<= 65280); output
+ * k j + p is near v[j] + far v[j + side], each weight in 1/65536 through a 16-bit high multiply
+ * (truncating below 1/256 of a level), then rounded. Inlined with k a constant. */
+static inline void upsamplek_row(const uint16_t *restrict v, uint8_t *restrict o, int width, const int k,
+                                 const int *restrict side, const uint16_t *restrict wn,
+                                 const uint16_t *restrict wf) {
+    for (int j = 0; j < width; j++) {
+        for (int p = 0; p < k; p++) {
+            uint16_t sum = (uint16_t)(mulhi16(v[j], wn[p]) + mulhi16(v[j + side[p]], wf[p]) + 128u);
+            o[k * j + p] = (uint8_t)(sum >> 8);
+        }
+    }
+}
+
+/* Output row y (k width pixels) of `src` (height x width) scaled up by u->k; `v` holds width + 2
+ * uint16 of scratch. */
+static inline void upsample_row_at(const upsampler *u, const uint8_t *restrict src, ptrdiff_t sstride,
+                                   int height, int width, int y, uint16_t *restrict v, uint8_t *restrict o) {
+    const int k = u->k, i = y / k, p = y % k;
+    int j = i + u->side[p];
+    j = j < 0 ? 0 : (j >= height ? height - 1 : j);
+    const uint8_t *restrict near = src + i * sstride, *restrict far = src + j * sstride;
+    uint16_t *restrict row = v + 1;
+    if (k == 2) {
+        for (int x = 0; x < width; x++) row[x] = (uint16_t)(3u * near[x] + far[x]);
+    } else {
+        const uint16_t f8 = u->w8[p], n8 = (uint16_t)(256u - u->w8[p]);
+        for (int x = 0; x < width; x++) row[x] = (uint16_t)(n8 * near[x] + f8 * far[x]);
+    }
+    v[0] = row[0], row[width] = row[width - 1];
+    if (k == 2) upsample2_row(row, o, width);
+    else if (k == 3) upsamplek_row(row, o, width, 3, u->side, u->wn, u->wf);
+    else upsamplek_row(row, o, width, 4, u->side, u->wn, u->wf);
+}
+
 #if defined(__SSSE3__)
 /* Byte shuffles that take one channel's bytes out of each of three 16-byte loads of 16 BGR
  * pixels (SPLIT_<channel><load>); ORing the three gives the channel's 16 bytes in order. */

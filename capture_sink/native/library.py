@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from capture_sink.scaled_alpha import ScaledAlpha
 from shared.native_build import LEVEL_FLAGS, best_build, cpu_flags, cpu_runs
 
 from . import build as native_build
@@ -60,9 +61,10 @@ class FrameOps:
         self.isa, self.path = isa, path
         self._hologram = getattr(lib, f"hc_hologram_composite_{isa}")
         self._hologram.argtypes = [_c_u8, _c_ssize, _c_int, _c_int, _c_u8, _c_int, _c_u8,
-                                   _c_u8, _c_ssize, _c_u8, _c_ssize, _c_u8, _c_ssize, _c_int, _c_u8, _c_ssize, _c_u8]
+                                   _c_u8, _c_ssize, _c_u8, _c_ssize, _c_int, _c_u8, _c_ssize, _c_int, _c_u8, _c_ssize,
+                                   _c_u8]
         self._composite = getattr(lib, f"hc_composite_{isa}")
-        self._composite.argtypes = [_c_u8, _c_ssize, _c_int, _c_int, _c_u8, _c_ssize, _c_u8, _c_ssize,
+        self._composite.argtypes = [_c_u8, _c_ssize, _c_int, _c_int, _c_u8, _c_ssize, _c_u8, _c_ssize, _c_int,
                                     _c_u8, _c_ssize, _c_int, _c_u8, _c_ssize, _c_u8]
         self._upsample = getattr(lib, f"hc_upsample_{isa}")
         self._upsample.argtypes = [_c_u8, _c_ssize, _c_int, _c_int, _c_int, _c_u8, _c_ssize]
@@ -87,7 +89,8 @@ class FrameOps:
         out, `bg_yuyv` may be `bg` as YUYV (`bgr_to_yuyv`), copied where the mask is 0. `spans`
         (int32 (H, 2), with `bg_yuyv` only): `out` is a reused frame that holds `bg_yuyv` outside
         the columns [spans[y, 0], spans[y, 1]) of each row; only the changes are written, and
-        `spans` is updated (capture_sink/frame_pool.py)."""
+        `spans` is updated (capture_sink/frame_pool.py). `alpha` is frame-sized or at 1/k of the
+        frame (k = 2..4): then each row is scaled up in the pass, as `upsample` scales it."""
         h, w = _bgr(frame, "frame")
         yuyv = _bgr_or_yuyv(out, (h, w))
         if lut.shape != (256, 3) or lut.dtype != np.uint8 or not lut.flags.c_contiguous:
@@ -101,26 +104,27 @@ class FrameOps:
                 raise ValueError("hologram_composite takes a YUYV background only with its BGR one")
             bg_ptr = alpha_ptr = None
             bg_stride = alpha_stride = 0
+            k = 1
         else:
             _bgr(bg, "bg", (h, w))
-            _gray(alpha, "alpha", (h, w))
+            k = _alpha_factor(alpha, (h, w))
             bg_ptr, bg_stride, alpha_ptr, alpha_stride = _ptr(bg), bg.strides[0], _ptr(alpha), alpha.strides[0]
         y_ptr, y_stride = _yuyv_background(bg_yuyv, yuyv, (h, w))
         _check(self._hologram(_ptr(frame), frame.strides[0], h, w, _ptr(lut), shift, _ptr(weights),
-                              bg_ptr, bg_stride, alpha_ptr, alpha_stride, _ptr(out), out.strides[0], yuyv,
+                              bg_ptr, bg_stride, alpha_ptr, alpha_stride, k, _ptr(out), out.strides[0], yuyv,
                               y_ptr, y_stride, _spans(spans, bg_yuyv, (h, w))))
 
     def composite(self, fg: np.ndarray, bg: np.ndarray, alpha: np.ndarray, out: np.ndarray,
                   bg_yuyv: np.ndarray | None = None, spans: np.ndarray | None = None) -> None:
         """out = fg over bg through alpha, exactly rounded; `out` BGR (H, W, 3) or YUYV (H, W, 2),
-        with `bg_yuyv` and `spans` as in `hologram_composite`."""
+        with `alpha`, `bg_yuyv` and `spans` as in `hologram_composite`."""
         h, w = _bgr(fg, "fg")
         _bgr(bg, "bg", (h, w))
-        _gray(alpha, "alpha", (h, w))
+        k = _alpha_factor(alpha, (h, w))
         yuyv = _bgr_or_yuyv(out, (h, w))
         y_ptr, y_stride = _yuyv_background(bg_yuyv, yuyv, (h, w))
         _check(self._composite(_ptr(fg), fg.strides[0], h, w, _ptr(bg), bg.strides[0], _ptr(alpha),
-                               alpha.strides[0], _ptr(out), out.strides[0], yuyv, y_ptr, y_stride,
+                               alpha.strides[0], k, _ptr(out), out.strides[0], yuyv, y_ptr, y_stride,
                                _spans(spans, bg_yuyv, (h, w))))
 
     def upsample(self, src: np.ndarray, out: np.ndarray) -> None:
@@ -269,6 +273,18 @@ def _spans(spans: np.ndarray | None, bg_yuyv: np.ndarray | None, shape: tuple[in
     return _ptr(spans)   # their values are checked by the pass (-2: see _check)
 
 
+def _alpha_factor(alpha: np.ndarray | None, shape: tuple[int, int]) -> int:
+    """1 for a frame-sized alpha; k for one at 1/k of the frame (k = 2..4, the refiner's working
+    size: the pass scales each row up as `upsample` does); else ValueError."""
+    if alpha is not None and alpha.ndim == 2 and alpha.shape[0] and alpha.shape != shape:
+        k = shape[0] // alpha.shape[0]
+        if k in UPSAMPLE_FACTORS and shape == (k * alpha.shape[0], k * alpha.shape[1]):
+            _gray(alpha, "alpha", alpha.shape)
+            return k
+    _gray(alpha, "alpha", shape)
+    return 1
+
+
 def _gray(array: np.ndarray | None, name: str, shape: tuple[int, int]) -> None:
     if array is None or array.dtype != np.uint8 or array.shape != shape or array.strides[1] != 1:
         got = "None" if array is None else f"{array.dtype} {array.shape}"
@@ -312,7 +328,7 @@ def _load() -> FrameOps | None:
     return ops
 
 
-def accepts(frame: np.ndarray, background: np.ndarray | None, alpha: np.ndarray | None) -> bool:
+def accepts(frame: np.ndarray, background: np.ndarray | None, alpha: np.ndarray | ScaledAlpha | None) -> bool:
     """Whether the native passes take these buffers as they are (else the caller uses OpenCV)."""
     def packed_bgr(a) -> bool:
         return (isinstance(a, np.ndarray) and a.dtype == np.uint8 and a.ndim == 3 and a.shape[2] == 3
@@ -321,6 +337,10 @@ def accepts(frame: np.ndarray, background: np.ndarray | None, alpha: np.ndarray 
         return False
     if background is None:
         return True
+    if isinstance(alpha, ScaledAlpha):      # the pass scales each row up itself
+        small = alpha.small
+        return (packed_bgr(background) and alpha.factor in UPSAMPLE_FACTORS and alpha.shape == frame.shape[:2]
+                and small.dtype == np.uint8 and small.ndim == 2 and small.strides[1] == 1)
     return (packed_bgr(background) and isinstance(alpha, np.ndarray) and alpha.dtype == np.uint8
             and alpha.shape == frame.shape[:2] and alpha.strides[1] == 1)
 

@@ -4,71 +4,20 @@
  * matches the OpenCV calls it replaces exactly or within a level, as its comment says. */
 #include "frame_passes.h"
 
-/* One output row of the upsample at 2x: `v` is 3 near + far of each source pixel (the vertical
- * blend in quarters, one repeated pixel at each end, v[-1] and v[width]); output 2j and 2j + 1
- * are (3 v[j] + v[j -+ 1] + 8) / 16. All in 16-bit lanes. */
-static void upsample2_row(const uint16_t *restrict v, uint8_t *restrict o, int width) {
-    for (int j = 0; j < width; j++) {
-        uint16_t c = (uint16_t)(3u * v[j] + 8u);
-        o[2 * j] = (uint8_t)((uint16_t)(c + v[j - 1]) >> 4);
-        o[2 * j + 1] = (uint8_t)((uint16_t)(c + v[j + 1]) >> 4);
-    }
-}
-
-/* One output row at k = 3 or 4: `v` is the vertical blend in 1/256 of a level (<= 65280); output
- * k j + p is near v[j] + far v[j + side], each weight in 1/65536 through a 16-bit high multiply
- * (truncating below 1/256 of a level), then rounded. Inlined with k a constant. */
-static inline void upsample_row(const uint16_t *restrict v, uint8_t *restrict o, int width, const int k,
-                                const int *restrict side, const uint16_t *restrict wn,
-                                const uint16_t *restrict wf) {
-    for (int j = 0; j < width; j++) {
-        for (int p = 0; p < k; p++) {
-            uint16_t sum = (uint16_t)(mulhi16(v[j], wn[p]) + mulhi16(v[j + side[p]], wf[p]) + 128u);
-            o[k * j + p] = (uint8_t)(sum >> 8);
-        }
-    }
-}
-
 /* out (k h x k w) = src (h x w) scaled up by a whole factor k (2..4), bilinear with pixel centres
- * aligned and borders repeated (OpenCV's INTER_LINEAR). Each output pixel sits at (p + 0.5) / k - 0.5
- * of its source pixel along each axis (p its phase) and is blended with the neighbour on that
- * side by that distance. At 2x that is (9 n + 3 h + 3 v + d) / 16, exactly rounded; at 3x and 4x
- * within a level of exact. The refiner's last step, alpha at work size to the frame's size, where
- * OpenCV's 1-channel resize took 0.65 ms at 720p (2x) and 1.3 ms at 1080p (3x).
- * Returns 0, or -1 for a bad size or factor, or no memory. */
+ * aligned and borders repeated (OpenCV's INTER_LINEAR): each row as upsample_row_at makes it
+ * (frame_passes.h; the fused passes of frame_ops.c scale an alpha at the working size the same
+ * way, row by row). At 2x exactly rounded; at 3x and 4x within a level of exact. The refiner's last
+ * step, alpha at work size to the frame's size, where OpenCV's 1-channel resize took 0.65 ms at
+ * 720p (2x) and 1.3 ms at 1080p (3x). Returns 0, or -1 for a bad size or factor, or no memory. */
 int EXPORT(hc_upsample)(const uint8_t *restrict src, ptrdiff_t sstride, int height, int width, int k,
                         uint8_t *restrict out, ptrdiff_t ostride) {
     if (width < 1 || width > MAX_WIDTH || height < 1 || k < 2 || k > 4) return -1;
     uint16_t *v = malloc(sizeof(uint16_t) * ((size_t)width + 2));
     if (v == NULL) return -1;
-    int side[4];
-    uint16_t w8[4], wn[4], wf[4];          /* vertical far weight in 1/256; horizontal in 1/65536 */
-    for (int p = 0; p < k; p++) {
-        int d = 2 * p + 1 - k;             /* the distance to the source pixel, in 1/(2k) */
-        side[p] = d < 0 ? -1 : 1;
-        w8[p] = (uint16_t)((abs(d) * 256 + k) / (2 * k));
-        uint32_t far = (uint32_t)((abs(d) * 65536 + k) / (2 * k));
-        wf[p] = (uint16_t)far;
-        wn[p] = (uint16_t)(65536u - far > 65535u ? 65535u : 65536u - far);
-    }
-    uint16_t *restrict row = v + 1;
-    for (int y = 0; y < k * height; y++) {
-        const int i = y / k, p = y % k;
-        int j = i + side[p];
-        j = j < 0 ? 0 : (j >= height ? height - 1 : j);
-        const uint8_t *restrict near = src + i * sstride, *restrict far = src + j * sstride;
-        uint8_t *restrict o = out + y * ostride;
-        if (k == 2) {
-            for (int x = 0; x < width; x++) row[x] = (uint16_t)(3u * near[x] + far[x]);
-        } else {
-            const uint16_t f8 = w8[p], n8 = (uint16_t)(256u - w8[p]);
-            for (int x = 0; x < width; x++) row[x] = (uint16_t)(n8 * near[x] + f8 * far[x]);
-        }
-        v[0] = row[0], row[width] = row[width - 1];
-        if (k == 2) upsample2_row(row, o, width);
-        else if (k == 3) upsample_row(row, o, width, 3, side, wn, wf);
-        else upsample_row(row, o, width, 4, side, wn, wf);
-    }
+    upsampler u;
+    upsampler_init(&u, k);
+    for (int y = 0; y < k * height; y++) upsample_row_at(&u, src, sstride, height, width, y, v, out + y * ostride);
     free(v);
     return 0;
 }
