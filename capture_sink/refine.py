@@ -9,7 +9,8 @@ Stages, in order (each optional except the final resize):
 4. threshold/feather: a ramp of width `feather` centred on `threshold`;
 5. erode then dilate (rectangular kernels, like the seed's `np.ones((10, 10))`);
 6. box blur (the seed's `cv2.blur`);
-7. upsample to the frame size.
+7. upsample to the frame size (on the virtual camera's path left to the native pass, which scales
+   each row as it blends it: capture_sink/scaled_alpha.py).
 The guided filter does 2-4 in one: it needs the mask only at its low resolution (taken straight
 from the model's), and the ramp is linear in its output, so it is folded into its coefficients;
 its one work-size pass writes the thresholded alpha (0.26 ms of 2.1 less at 720p than the stages
