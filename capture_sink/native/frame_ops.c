@@ -267,7 +267,6 @@ int EXPORT(hc_hologram_composite)(const uint8_t *restrict frame, ptrdiff_t fstri
     /* Each row's span: exact for a frame-sized alpha, bounded for a small one (then made exact
      * row by row below); the tint rows and columns computed follow these. */
     if (bg != NULL && alpha_k > 1) bound_scaled_rows(alpha, astride, ah, aw, alpha_k, low, row_spans, width);
-    int cmin = width, cmax = 0;
     shown[0] = 0;
     for (int y = 0; y < height; y++) {
         int x0 = 0, x1 = width;
@@ -275,22 +274,26 @@ int EXPORT(hc_hologram_composite)(const uint8_t *restrict frame, ptrdiff_t fstri
         if (bg != NULL && alpha_k > 1) x0 = row_spans[2 * y], x1 = row_spans[2 * y + 1];
         row_spans[2 * y] = x0, row_spans[2 * y + 1] = x1;
         shown[y + 1] = shown[y] + (x1 > x0);
-        if (x1 > x0) {
-            cmin = x0 < cmin ? x0 : cmin;
-            cmax = x1 > cmax ? x1 : cmax;
-        }
     }
-    cmin = cmin - shift > 0 ? cmin - shift : 0;                       /* the ghost reads +-s columns */
-    cmax = cmax + shift < width ? cmax + shift : width;
     const uint8_t *zero = ring + (size_t)slots * row_bytes;
     make_lut4(lut, lut4);
     for (int y = -shift; y < height; y++) {
         int r = y + shift;                                             /* the tint row this step adds */
-        if (r < height && cmax > cmin) {
+        if (r < height) {
             int lo = r - shift > 0 ? r - shift : 0, hi = r + shift + 1 < height ? r + shift + 1 : height;
             if (shown[hi] - shown[lo] > 0) {                           /* some shown row reads it */
-                tint_row(frame + r * fstride + 3 * cmin, lut4, gray,
-                         ring + (size_t)(r % slots) * row_bytes + s3 + 3 * cmin, cmax - cmin);
+                /* Only the columns those rows read: their spans +-s (the ghost's offsets), not the
+                 * whole person's width (a head's rows read far less than the shoulders'). */
+                int c0 = width, c1 = 0;
+                for (int n = lo; n < hi; n++) {
+                    if (row_spans[2 * n + 1] <= row_spans[2 * n]) continue;
+                    c0 = row_spans[2 * n] < c0 ? row_spans[2 * n] : c0;
+                    c1 = row_spans[2 * n + 1] > c1 ? row_spans[2 * n + 1] : c1;
+                }
+                c0 = c0 - shift > 0 ? c0 - shift : 0;
+                c1 = c1 + shift < width ? c1 + shift : width;
+                tint_row(frame + r * fstride + 3 * c0, lut4, gray,
+                         ring + (size_t)(r % slots) * row_bytes + s3 + 3 * c0, c1 - c0);
             }
         }
         if (y < 0) continue;
