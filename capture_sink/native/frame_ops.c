@@ -269,11 +269,10 @@ int EXPORT(hc_hologram_composite)(const uint8_t *restrict frame, ptrdiff_t fstri
     if (bg != NULL && alpha_k > 1) bound_scaled_rows(alpha, astride, ah, aw, alpha_k, low, row_spans, width);
     shown[0] = 0;
     for (int y = 0; y < height; y++) {
-        int x0 = 0, x1 = width;
-        if (bg != NULL && alpha_k == 1) alpha_span(alpha + y * astride, width, &x0, &x1);
-        if (bg != NULL && alpha_k > 1) x0 = row_spans[2 * y], x1 = row_spans[2 * y + 1];
-        row_spans[2 * y] = x0, row_spans[2 * y + 1] = x1;
-        shown[y + 1] = shown[y] + (x1 > x0);
+        int32_t *span = row_spans + 2 * y;
+        if (bg == NULL) span[0] = 0, span[1] = width;                  /* the hologram alone: every pixel */
+        else if (alpha_k == 1) alpha_span(alpha + y * astride, width, &span[0], &span[1]);
+        shown[y + 1] = shown[y] + (span[1] > span[0]);
     }
     const uint8_t *zero = ring + (size_t)slots * row_bytes;
     make_lut4(lut, lut4);
