@@ -1,17 +1,12 @@
-"""A replica's model passes: frames in, encoded masks (or error replies) out.
+"""A replica's inference thread: queued frames in, encoded masks (or error replies) out.
 
-A pass runs where it costs least while heartbeats keep flowing (worker.py):
-- on the serving loop itself (`run_here`) once recent passes are short against the heartbeat
-  period (a CPU model: 1.5-20 ms a pass against 200 ms): no hand-off to a thread and back, which
-  cost ~0.25 CPU ms a frame on a 2-core Zen 3 (docs/sink-performance.md, "stop 28");
-- on its own thread (`jobs`) while passes are long or not yet timed (a GPU's first passes, a slow
-  CPU), so the loop keeps beating. With `batch`, frames already waiting there join one model pass:
-  on a GPU one pass of 4 costs little more than one of 1.
+The model runs apart from the serving loop (worker.py), so heartbeats keep flowing while it
+works. With `batch`, frames already waiting join one model pass: on a GPU one pass of 4 costs
+little more than one of 1.
 """
 
 from __future__ import annotations
 
-import collections
 import queue
 import socket
 import threading
@@ -27,9 +22,6 @@ from shared.ratelog import RateLimitedLog
 from .links import Link
 from .model import ModelError, SegmentationModel
 
-TIMED_PASSES = 8          # the recent passes `runs_inline` looks at (all of them must be short)
-INLINE_SHARE = 0.25       # a pass on the serving loop may take at most this share of a heartbeat period
-
 
 @dataclass
 class Job:
@@ -41,9 +33,7 @@ class Job:
 
 
 class Inference:
-    """Runs `model` on jobs from `jobs` (its thread) or `run_here`; puts (job, payload, ok) on `results`.
-
-    After each pass of the thread it wakes the serving loop through `wake`.
+    """Runs `model` on jobs from `jobs`; puts (job, payload, ok) on `results` and wakes the loop.
 
     Args:
         model: the segmentation model.
@@ -51,13 +41,11 @@ class Inference:
         replica_id: the name each mask carries.
         counts: the worker's counters; "batched_frames" is counted here.
         warn: the worker's rate-limited log.
-        wake: the socket whose peer the serving loop polls; one byte after each pass of the thread.
-        heartbeat_interval_s: the serving loop's heartbeat period; passes on the loop stay well under it.
+        wake: the socket whose peer the serving loop polls; one byte after each pass.
     """
 
     def __init__(self, model: SegmentationModel, *, batch: bool, capacity: int, replica_id: str,
-                 counts: dict[str, int], warn: RateLimitedLog, wake: socket.socket,
-                 heartbeat_interval_s: float) -> None:
+                 counts: dict[str, int], warn: RateLimitedLog, wake: socket.socket) -> None:
         self.model = model
         self.batch = batch
         self.capacity = capacity
@@ -68,8 +56,6 @@ class Inference:
         self.jobs: queue.Queue[Job | None] = queue.Queue()
         self.results: queue.SimpleQueue = queue.SimpleQueue()
         self.mean_ms = 0.0
-        self.inline_max_ms = heartbeat_interval_s * 1000.0 * INLINE_SHARE
-        self._recent_ms: collections.deque[float] = collections.deque(maxlen=TIMED_PASSES)
         self._thread = threading.Thread(target=self._loop, name="holocam-inference", daemon=True)
 
     def start(self) -> None:
@@ -80,26 +66,10 @@ class Inference:
         self.jobs.put(None)
         self._thread.join(timeout=timeout_s)
 
-    def runs_inline(self) -> bool:
-        """Whether the serving loop should run the next pass itself (`run_here`).
-
-        Only without batching, with the thread idle (replies keep their order) and once the last
-        TIMED_PASSES passes were all at most `inline_max_ms`: a long pass there would hold heartbeats.
-        """
-        return (not self.batch and self.jobs.unfinished_tasks == 0 and len(self._recent_ms) == TIMED_PASSES
-                and max(self._recent_ms) <= self.inline_max_ms)
-
-    def run_here(self, job: Job) -> None:
-        """One pass on the caller's thread (the serving loop); the result goes onto `results`."""
-        for done in self._infer([job]):
-            self.results.put(done)
-        self.counts["inline_passes"] += 1   # read by tests and the stop log
-
     def _loop(self) -> None:
         while True:
             job = self.jobs.get()
             if job is None:
-                self.jobs.task_done()
                 return
             jobs = [job]
             while self.batch and len(jobs) < self.capacity:   # frames already waiting join this pass
@@ -108,14 +78,11 @@ class Inference:
                 except queue.Empty:
                     break
                 if more is None:
-                    self.jobs.task_done()
                     self.jobs.put(None)   # stop after this pass
                     break
                 jobs.append(more)
             for done in self._infer(jobs):
                 self.results.put(done)
-            for _ in jobs:
-                self.jobs.task_done()   # after the results: `runs_inline` then sees the thread idle
             try:
                 self._wake.send(b"\0")
             except (BlockingIOError, OSError):
@@ -140,7 +107,6 @@ class Inference:
                 else:
                     masks = [self.model.segment(group[0][1])]
                 inference_ms = (time.perf_counter() - started) * 1000.0   # the pass, as each frame waited it
-                self._recent_ms.append(inference_ms)
                 for (job, rgb), mask in zip(group, masks):
                     if mask.dtype != np.uint8 or mask.shape != rgb.shape[:2]:
                         raise ModelError(f"model returned {mask.dtype} {mask.shape} for a {rgb.shape[:2]} frame")

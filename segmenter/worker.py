@@ -4,9 +4,8 @@ ZeroMQ guide pattern: Paranoid Pirate worker (ppworker). Each sink link is a DEA
 (model, input size, capacity), heartbeats, and counts down its liveness; when the sink goes silent
 it closes the socket and `connect()`s again after a backoff that doubles from RECONNECT_MIN_S to
 RECONNECT_MAX_S. A sink that restarted answers our heartbeat with "unknown-replica" and we say
-hello again at once. A pass runs on the serving loop only while passes are short against the
-heartbeat period, else on its own thread, so heartbeats keep flowing while the model works
-(inference.py): "silent" then really means dead, stopped or cut off.
+hello again at once. Inference runs on its own thread, so heartbeats keep flowing while the
+model works (inference.py): "silent" then really means dead, stopped or cut off.
 
 Stopping (`serve`'s stop event, set by SIGTERM or SIGINT): say goodbye (the sink sends no more),
 finish the frames in flight, close. `test_delay_ms` (testing only) holds each reply back that long
@@ -90,7 +89,7 @@ class Worker:
         self.test_delay_s = max(0.0, test_delay_ms) / 1000.0
         self.links = [Link(e, "connect") for e in sinks.connect] + [Link(e, "bind") for e in sinks.bind]
         self.counts = dict.fromkeys(("requests", "masks", "bad_messages", "busy", "failed", "reconnects",
-                                     "batched_frames", "inline_passes"), 0)
+                                     "batched_frames"), 0)
         self._context = zmq.Context()
         self._delayed: list = []
         self._tiebreak = itertools.count()
@@ -99,8 +98,7 @@ class Worker:
         self._wake_w.setblocking(False)
         self._warn = RateLimitedLog(logger)
         self._inference = Inference(model, batch=self.batch, capacity=capacity, replica_id=self.replica_id,
-                                    counts=self.counts, warn=self._warn, wake=self._wake_w,
-                                    heartbeat_interval_s=heartbeat_interval_s)
+                                    counts=self.counts, warn=self._warn, wake=self._wake_w)
         self._draining = False
         self._outstanding = 0          # jobs queued, computing or held back, any session
         self._poller_key: tuple | None = None
@@ -201,9 +199,9 @@ class Worker:
             self._context.term()
             self._wake_r.close()
             self._wake_w.close()
-            logger.info("I: stopped after %d masks (mean inference %.1f ms, %d passes on the serving loop), "
-                        "%d bad messages, %d reconnects", self.counts["masks"], self.mean_inference_ms,
-                        self.counts["inline_passes"], self.counts["bad_messages"], self.counts["reconnects"])
+            logger.info("I: stopped after %d masks (mean inference %.1f ms), %d bad messages, %d reconnects",
+                        self.counts["masks"], self.mean_inference_ms, self.counts["bad_messages"],
+                        self.counts["reconnects"])
 
     def _idle(self) -> bool:
         return self._outstanding == 0
@@ -344,12 +342,7 @@ class Worker:
             return
         link.in_flight.add(request.seq)
         self._outstanding += 1
-        job = Job(link, link.generation, request, now)
-        if self._inference.runs_inline():
-            self._inference.run_here(job)
-            self._collect_results(time.monotonic())   # the reply leaves now, not after the rest of this turn
-        else:
-            self._inference.jobs.put(job)
+        self._inference.jobs.put(Job(link, link.generation, request, now))
 
     def _collect_results(self, now: float) -> None:
         while True:
