@@ -232,6 +232,15 @@ static int spans_ok(const int32_t *spans, int height, int width) {
  * columns [spans[2y], spans[2y + 1]) of each row y: only what changed is written then (a person
  * who moves a little rewrites a sliver of the background, not the whole), and `spans` is updated.
  * Returns 0, -1 for a bad size or no memory, -2 for bad spans. */
+/* The lines the hologram pass's next step blends: the background row over the span [x0, x1) of
+ * BGR pixels, and the output row written there (2 bytes a pixel for YUYV). */
+static void prefetch_blend(const uint8_t *restrict bg, uint8_t *restrict out, int out_yuyv, int x0, int x1) {
+    if (x1 <= x0) return;
+    if (bg != NULL) prefetch_bytes(bg + 3 * x0, (size_t)3 * (x1 - x0), 0);
+    const int bpp = out_yuyv ? 2 : 3;
+    prefetch_bytes(out + bpp * x0, (size_t)bpp * (x1 - x0), 1);
+}
+
 int EXPORT(hc_hologram_composite)(const uint8_t *restrict frame, ptrdiff_t fstride, int height, int width,
                                   const uint8_t *restrict lut, int shift, const uint16_t *restrict weights,
                                   const uint8_t *restrict bg, ptrdiff_t bstride,
@@ -296,6 +305,15 @@ int EXPORT(hc_hologram_composite)(const uint8_t *restrict frame, ptrdiff_t fstri
             }
         }
         if (y < 0) continue;
+        if (r + 1 < height && row_spans[2 * (r + 1) + 1] > row_spans[2 * (r + 1)]) {
+            /* the frame row the next step tints, over the span it reads (+-s for the ghost) */
+            int p0 = row_spans[2 * (r + 1)] - shift, p1 = row_spans[2 * (r + 1) + 1] + shift;
+            p0 = p0 > 0 ? p0 : 0, p1 = p1 < width ? p1 : width;
+            prefetch_bytes(frame + (r + 1) * fstride + 3 * p0, (size_t)3 * (p1 - p0), 0);
+        }
+        if (y + 1 < height)                                            /* the next step's blend */
+            prefetch_blend(bg != NULL ? bg + (y + 1) * bstride : NULL, out + (y + 1) * ostride, out_yuyv,
+                           row_spans[2 * (y + 1)], row_spans[2 * (y + 1) + 1]);
         const uint8_t *b = bg != NULL ? bg + y * bstride : NULL;
         uint8_t *o = out_yuyv ? rowbuf : out + y * ostride;
         int x0 = row_spans[2 * y], x1 = row_spans[2 * y + 1];
