@@ -217,6 +217,27 @@ static int spans_ok(const int32_t *spans, int height, int width) {
     return 1;
 }
 
+/* Asks for the cache lines of [p, p + n) before the pass gets there (`write`: they are about to be
+ * stored). The hologram pass touches each row only over the person's span: a new short stream
+ * every row, which the hardware prefetchers pick up a few lines late, and on a core that comes back
+ * cold after the frame gap (docs/sink-performance.md, stop 29) those lines come from memory. */
+static inline void prefetch_bytes(const uint8_t *p, size_t n, int write) {
+    const uint8_t *end = p + n;
+    for (const uint8_t *q = (const uint8_t *)((uintptr_t)p & ~(uintptr_t)63); q < end; q += 64) {
+        if (write) __builtin_prefetch(q, 1, 3);
+        else __builtin_prefetch(q, 0, 3);
+    }
+}
+
+/* The lines the hologram pass's next step blends: the background row over the span [x0, x1) of
+ * BGR pixels, and the output row written there (2 bytes a pixel for YUYV). */
+static void prefetch_blend(const uint8_t *restrict bg, uint8_t *restrict out, int out_yuyv, int x0, int x1) {
+    if (x1 <= x0) return;
+    if (bg != NULL) prefetch_bytes(bg + 3 * x0, (size_t)3 * (x1 - x0), 0);
+    const int bpp = out_yuyv ? 2 : 3;
+    prefetch_bytes(out + bpp * x0, (size_t)bpp * (x1 - x0), 1);
+}
+
 /* The hologram of `frame` composited over `bg` through `alpha` into `out`; with `bg` NULL the
  * hologram alone (alpha unused). `lut` is the 256 x 3 BGR tint of each grey level; `weights`
  * holds three uint16 per output row, the weights (in 1/65536) of the tint at (y-s, x-s),
@@ -232,15 +253,6 @@ static int spans_ok(const int32_t *spans, int height, int width) {
  * columns [spans[2y], spans[2y + 1]) of each row y: only what changed is written then (a person
  * who moves a little rewrites a sliver of the background, not the whole), and `spans` is updated.
  * Returns 0, -1 for a bad size or no memory, -2 for bad spans. */
-/* The lines the hologram pass's next step blends: the background row over the span [x0, x1) of
- * BGR pixels, and the output row written there (2 bytes a pixel for YUYV). */
-static void prefetch_blend(const uint8_t *restrict bg, uint8_t *restrict out, int out_yuyv, int x0, int x1) {
-    if (x1 <= x0) return;
-    if (bg != NULL) prefetch_bytes(bg + 3 * x0, (size_t)3 * (x1 - x0), 0);
-    const int bpp = out_yuyv ? 2 : 3;
-    prefetch_bytes(out + bpp * x0, (size_t)bpp * (x1 - x0), 1);
-}
-
 int EXPORT(hc_hologram_composite)(const uint8_t *restrict frame, ptrdiff_t fstride, int height, int width,
                                   const uint8_t *restrict lut, int shift, const uint16_t *restrict weights,
                                   const uint8_t *restrict bg, ptrdiff_t bstride,

@@ -26,18 +26,6 @@ static inline uint16_t mulhi16(uint16_t x, uint16_t w) {
     return (uint16_t)(((uint32_t)x * (uint32_t)w) >> 16);
 }
 
-/* Asks for the cache lines of [p, p + n) before the pass gets there (`write`: they are about to be
- * stored). The fused passes touch each row only over the person's span: a new short stream every
- * row, which the hardware prefetchers pick up a few lines late, and on a core that comes back
- * cold after the frame gap (docs/sink-performance.md, stop 29) those lines come from memory. */
-static inline void prefetch_bytes(const uint8_t *p, size_t n, int write) {
-    const uint8_t *end = p + n;
-    for (const uint8_t *q = (const uint8_t *)((uintptr_t)p & ~(uintptr_t)63); q < end; q += 64) {
-        if (write) __builtin_prefetch(q, 1, 3);
-        else __builtin_prefetch(q, 0, 3);
-    }
-}
-
 /* The alpha scaled up by a whole factor k (2..4), one output row at a time: hc_upsample
  * (refine_ops.c) is these rows, and the fused passes (frame_ops.c) make each row of an alpha
  * given at the working size as they need it, so the frame-sized alpha is never stored. Each output
