@@ -318,7 +318,8 @@ int EXPORT(hc_hologram_composite)(const uint8_t *restrict frame, ptrdiff_t fstri
         }
         if (y < 0) continue;
         if (r + 1 < height && row_spans[2 * (r + 1) + 1] > row_spans[2 * (r + 1)]) {
-            /* the frame row the next step tints, over the span it reads (+-s for the ghost) */
+            /* the frame row the next step tints, over that row's own span +-s: the tint may reach
+             * a little wider (the neighbouring rows' spans), but this is only a hint */
             int p0 = row_spans[2 * (r + 1)] - shift, p1 = row_spans[2 * (r + 1) + 1] + shift;
             p0 = p0 > 0 ? p0 : 0, p1 = p1 < width ? p1 : width;
             prefetch_bytes(frame + (r + 1) * fstride + 3 * p0, (size_t)3 * (p1 - p0), 0);
