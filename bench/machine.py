@@ -24,6 +24,11 @@ FLAGS = ("avx512f", "avx2")
 NO_AVX_STOCK = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"}
 # Stock torch at AVX2, as on a CPU without AVX-512: ATen's dispatch, oneDNN and MKL capped.
 STOCK_AT_AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+# The OpenCV path as a CPU without AVX runs it: OpenCV's run-time dispatch kept to its SSE4 code,
+# NumPy to its x86-64-v2 baseline (NumPy 2.4's wheels need x86-64-v2: the floor of every CPU
+# holocam runs on, and the sink's sse4 build).
+OPENCV_AT_SSE4 = {"OPENCV_CPU_DISABLE": "AVX,AVX2,FMA3,FP16,AVX512F,AVX512-SKX,AVX512-CLX,AVX512-ICL,AVX512-COMMON",
+                  "NPY_DISABLE_CPU_FEATURES": "X86_V3 X86_V4 AVX512_ICL AVX512_SPR"}
 # A whole holocam process at AVX2 on an AVX-512 CPU, the instruction set most users' CPUs have:
 # both native builds forced, stock torch capped, and OpenCV's and NumPy's run-time dispatch kept
 # off their AVX-512 paths (libjpeg-turbo and ZeroMQ have none). The microarchitecture stays this

@@ -17,18 +17,25 @@ from pathlib import Path
 from typing import Callable
 
 X86_VARIANTS = [("avx512", "x86-64-v4"), ("avx2", "x86-64-v3"), ("generic", "x86-64")]
-# What a CPU needs to run each build, as /proc/cpuinfo names the flags (the x86-64-v4 / -v3 levels).
+# The sink's frame passes add x86-64-v2 (SSSE3 to SSE4.2, no AVX): their byte shuffles have SSSE3
+# paths, which CPUs without AVX2 (Celeron and Pentium Silver laptops, Sandy and Ivy Bridge, AMD
+# before Excavator) would otherwise run as SSE2's scalar loops, several times slower than OpenCV.
+X86_SINK_VARIANTS = [("avx512", "x86-64-v4"), ("avx2", "x86-64-v3"), ("sse4", "x86-64-v2"), ("generic", "x86-64")]
+# What a CPU needs to run each build, as /proc/cpuinfo names the flags (the x86-64-v4 / -v3 / -v2
+# levels; "pni" is SSE3).
 LEVEL_FLAGS = {
     "avx512": {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl", "avx2", "bmi2", "fma"},
     "avx2": {"avx2", "bmi1", "bmi2", "fma", "f16c", "movbe"},
+    "sse4": {"pni", "ssse3", "sse4_1", "sse4_2", "popcnt", "cx16", "lahf_lm"},
     "generic": set(),
 }
 
 
-def variants() -> list[tuple[str, str | None]]:
-    """(build name, -march) of every build a library holds on this machine type."""
+def variants(levels: list[tuple[str, str]] | None = None) -> list[tuple[str, str | None]]:
+    """(build name, -march) of every build a library holds on this machine type: `levels` on
+    x86-64 (X86_VARIANTS unless given), one generic build elsewhere."""
     if platform.machine() in ("x86_64", "AMD64"):
-        return list(X86_VARIANTS)
+        return list(levels if levels is not None else X86_VARIANTS)
     return [("generic", None)]
 
 
@@ -50,9 +57,9 @@ def cpu_runs(build: str, flags: set[str] | None = None) -> bool:
     return LEVEL_FLAGS[build] <= (cpu_flags() if flags is None else flags)
 
 
-def best_build(flags: set[str] | None = None) -> str:
-    """The widest build this CPU runs."""
-    return next(build for build in ("avx512", "avx2", "generic") if cpu_runs(build, flags))
+def best_build(flags: set[str] | None = None, levels: list[tuple[str, str]] | None = None) -> str:
+    """The widest build of `levels` (X86_VARIANTS unless given) this CPU runs."""
+    return next(build for build, _ in variants(levels) if cpu_runs(build, flags))
 
 
 def find_compiler(env_var: str, names: tuple[str, ...]) -> str | None:
@@ -98,10 +105,12 @@ def cached_build(target: Path, force: bool, compile_into: Callable[[Path], Path]
     return target
 
 
-def per_level_objects(compiler: str, flags: list[str], source: Path, tmp: Path) -> tuple[list[list[str]], list[str]]:
-    """The compile commands of `source` once per level (with -DHOLOCAM_ISA=<build>) and their objects."""
+def per_level_objects(compiler: str, flags: list[str], source: Path, tmp: Path,
+                      levels: list[tuple[str, str]] | None = None) -> tuple[list[list[str]], list[str]]:
+    """The compile commands of `source` once per level of `levels` (X86_VARIANTS unless given; with
+    -DHOLOCAM_ISA=<build>) and their objects."""
     jobs, objects = [], []
-    for isa, march in variants():
+    for isa, march in variants(levels):
         obj = str(tmp / f"{source.stem}_{isa}.o")
         arch = [f"-march={march}"] if march else []
         jobs.append([compiler, *flags, *arch, f"-DHOLOCAM_ISA={isa}", "-c", str(source), "-o", obj])

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     runnable = library.runnable_isas()
-    print(f"{path} (builds {', '.join(isa for isa, _ in native_build.variants())}; this CPU runs "
+    print(f"{path} (builds {', '.join(library.builds())}; this CPU runs "
           f"{', '.join(runnable)}, uses {library.best_isa()})", file=sys.stderr)
     if args.time:
         from .timing import time_builds

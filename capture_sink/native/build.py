@@ -1,7 +1,7 @@
 """Compile the sink's native frame passes (frame_ops.c, refine_ops.c) into libholocam_frame.so.
 
 Like the segmenter's kernels, each source is compiled once per x86-64 level (-march=x86-64-v4,
--v3 and the baseline; elsewhere once for the machine's baseline), each build's functions carry
+-v3, -v2 and the baseline; elsewhere once for the machine's baseline), each build's functions carry
 the level in their names, and the sink picks the build for its CPU at run time
 (capture_sink/native/library.py). So one library, built in an image or on another machine, runs
 on any x86-64 CPU. The library lands in the holocam cache under a key of the sources, the flags
@@ -19,14 +19,15 @@ import shutil
 from pathlib import Path
 
 from shared.cache import cache_dir
-from shared.native_build import (cached_build, find_compiler, per_level_objects, require_compiler, run_compiler,
-                                 variants)
+from shared.native_build import (X86_SINK_VARIANTS, cached_build, find_compiler, per_level_objects,
+                                 require_compiler, run_compiler, variants)
 
 HERE = Path(__file__).resolve().parent
 SOURCES = (HERE / "frame_ops.c", HERE / "refine_ops.c")     # the compositing passes, the refiner's
 HEADER = HERE / "frame_passes.h"
 LIBRARY_NAME = "libholocam_frame.so"
 COMPILER_ENV = "CC"
+LEVELS = X86_SINK_VARIANTS    # the x86-64 levels built, widest first (on other machines one build)
 
 _COMMON_FLAGS = ["-O3", "-std=c11", "-fPIC", "-fvisibility=hidden", "-Wall", "-Wextra", "-Werror"]
 
@@ -44,7 +45,7 @@ def build_key() -> str:
     digest = hashlib.sha256()
     for path in (*SOURCES, HEADER):
         digest.update(path.read_bytes())
-    digest.update(repr((_COMMON_FLAGS, variants(), platform.machine())).encode())
+    digest.update(repr((_COMMON_FLAGS, variants(LEVELS), platform.machine())).encode())
     return digest.hexdigest()[:16]
 
 
@@ -72,7 +73,7 @@ def _compile(tmp: Path) -> Path:
         "or run with HOLOCAM_SINK_NATIVE=0"))
     jobs, objects = [], []
     for source in SOURCES:
-        source_jobs, source_objects = per_level_objects(cc, _COMMON_FLAGS, source, tmp)
+        source_jobs, source_objects = per_level_objects(cc, _COMMON_FLAGS, source, tmp, LEVELS)
         jobs += source_jobs
         objects += source_objects
     for job in jobs:

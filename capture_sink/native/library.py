@@ -3,7 +3,7 @@
 `load()` returns None (and logs why, once) when the passes are switched off or the library is
 missing and cannot be built; the callers then keep their OpenCV path. Environment:
     HOLOCAM_SINK_NATIVE=0      never use the native passes; =1 always (no timing against OpenCV)
-    HOLOCAM_SINK_NATIVE_ISA    force a build: avx512, avx2 or generic (benchmarks compare them)
+    HOLOCAM_SINK_NATIVE_ISA    force a build: avx512, avx2, sse4 or generic (benchmarks compare them)
 """
 
 from __future__ import annotations
@@ -36,9 +36,14 @@ class NativeError(RuntimeError):
     """A bad native-pass setting or call; the message is one line naming the fix."""
 
 
+def builds() -> list[str]:
+    """The builds the library holds on this machine type, widest first."""
+    return [name for name, _ in native_build.variants(native_build.LEVELS)]
+
+
 def best_isa(flags: set[str] | None = None) -> str:
     """The widest build this CPU runs."""
-    return best_build(flags)
+    return best_build(flags, native_build.LEVELS)
 
 
 def mode() -> str:
@@ -310,7 +315,7 @@ def _load() -> FrameOps | None:
         logger.info("native frame passes off (%s=0): OpenCV only", ENABLE_ENV)
         return None
     isa = os.environ.get(ISA_ENV, "").strip() or best_isa()
-    known = [name for name, _ in native_build.variants()]
+    known = builds()
     if isa not in known:
         raise NativeError(f"{ISA_ENV}={isa!r} is not a build of this machine: choose one of {', '.join(known)}")
     if not cpu_runs(isa):
@@ -347,9 +352,8 @@ def accepts(frame: np.ndarray, background: np.ndarray | None, alpha: np.ndarray 
 
 def build_for(isa: str) -> FrameOps:
     """The passes of one named build (tests and benchmarks compare builds on one CPU)."""
-    if isa not in [name for name, _ in native_build.variants()]:
-        raise NativeError(f"no native build {isa!r} on this machine type: choose one of "
-                          f"{', '.join(name for name, _ in native_build.variants())}")
+    if isa not in builds():
+        raise NativeError(f"no native build {isa!r} on this machine type: choose one of {', '.join(builds())}")
     path = native_build.build()
     return FrameOps(ctypes.CDLL(str(path)), isa, path)
 
@@ -357,7 +361,7 @@ def build_for(isa: str) -> FrameOps:
 def runnable_isas() -> list[str]:
     """The builds this CPU can run, widest first."""
     flags = cpu_flags()
-    return [isa for isa, _ in native_build.variants() if cpu_runs(isa, flags)]
+    return [isa for isa in builds() if cpu_runs(isa, flags)]
 
 
 def forget() -> None:

@@ -4,6 +4,7 @@ the never-slower choice."""
 from __future__ import annotations
 
 import logging
+import platform
 import time
 
 import cv2
@@ -96,6 +97,35 @@ def test_the_tint_is_the_colormap_of_the_luma_with_zero_beyond_the_frame(isa):
     edge = np.rint(frame[-5:] / 2.0)                            # rows whose (y+5) is outside the frame
     assert np.abs(out[-5:] - edge).max() <= 1
     assert np.abs(out[:, -5:] - np.rint(frame[:, -5:] / 2.0)).max() <= 1   # columns beyond the right edge
+
+
+# /proc/cpuinfo flags (the ones the x86-64 levels look at) of CPUs holocam's users have.
+_SSE4 = {"pni", "ssse3", "sse4_1", "sse4_2", "popcnt", "cx16", "lahf_lm"}
+_CPUS = {
+    "Intel Core i5-1235U (Alder Lake)": _SSE4 | {"avx", "avx2", "bmi1", "bmi2", "fma", "f16c", "movbe"},
+    "Intel Celeron N5100 (Jasper Lake, no AVX)": _SSE4 | {"movbe"},
+    "Intel Core i5-2520M (Sandy Bridge, AVX but not AVX2)": _SSE4 | {"avx"},
+    "Intel Core 2 Duo T7200 (SSSE3, no SSE4)": {"pni", "ssse3", "cx16", "lahf_lm"},
+    "AMD Ryzen 7 7840U (Zen 4)": _SSE4 | {"avx", "avx2", "bmi1", "bmi2", "fma", "f16c", "movbe", "avx512f",
+                                          "avx512bw", "avx512cd", "avx512dq", "avx512vl"},
+}
+
+
+@pytest.mark.parametrize("cpu, sink_build, kernel_build", [
+    ("Intel Core i5-1235U (Alder Lake)", "avx2", "avx2"),
+    ("Intel Celeron N5100 (Jasper Lake, no AVX)", "sse4", "generic"),
+    ("Intel Core i5-2520M (Sandy Bridge, AVX but not AVX2)", "sse4", "generic"),
+    ("Intel Core 2 Duo T7200 (SSSE3, no SSE4)", "generic", "generic"),
+    ("AMD Ryzen 7 7840U (Zen 4)", "avx512", "avx512"),
+])
+def test_each_cpu_gets_the_widest_build_it_runs(cpu, sink_build, kernel_build):
+    """The sink's passes have an x86-64-v2 build for CPUs without AVX2; the segmenter's kernels keep
+    their three levels."""
+    from shared.native_build import best_build
+    if platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("the x86-64 levels are built on x86-64 only")
+    assert library.best_isa(_CPUS[cpu]) == sink_build
+    assert best_build(_CPUS[cpu]) == kernel_build
 
 
 def test_bad_buffers_are_refused_with_a_clear_error():
