@@ -12,7 +12,7 @@ the refiner's alpha upsample from its work size, 2x / 3x (against cv2.resize INT
 the guided filter's last step at the work size (against two float resizes, a multiply and an add),
 and BGR -> YUYV for the virtual camera (against cv2.cvtColor).
 Medians of runs in turns (OpenCV, native, OpenCV, ...), so the ratios hold on a shared machine.
-On a CPU with AVX the sse4 build is timed once more in a child process whose OpenCV and NumPy are
+On a CPU with AVX2 the sse4 build is timed once more in a child process whose OpenCV and NumPy are
 kept to SSE4 (bench.machine.OPENCV_AT_SSE4): the comparison a CPU without AVX makes.
 """
 
